@@ -1,0 +1,33 @@
+"""Round and format money amounts, which are always `Decimal` and never float."""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def round_money(value: Decimal | int | str | None) -> Decimal:
+    """Round an amount half up to the cent, so 0.005 becomes 0.01; None counts as zero.
+
+    `ROUND_HALF_UP` rounds halves away from zero, so -0.005 becomes -0.01. A float
+    is rejected with `TypeError` because it has already lost the exact value. A value
+    that is not a finite number raises `ValueError` naming it.
+    """
+    if value is None:
+        return ZERO
+    if isinstance(value, float | bool):
+        raise TypeError(f"amount {value!r} must be a Decimal, int or str, not {type(value).__name__}")
+
+    try:
+        amount = Decimal(value)
+        rounded = amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation as exc:
+        raise ValueError(f"amount {value!r} is not a finite decimal number") from exc
+
+    # Rounding a small negative amount gives -0.00, which would print with its sign.
+    return ZERO if rounded.is_zero() else rounded
+
+
+def format_money(value: Decimal) -> str:
+    """Format an amount with exactly two decimal places and no exponent, as `12.50` or `-3.00`."""
+    return f"{round_money(value):f}"
