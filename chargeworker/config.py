@@ -3,7 +3,7 @@
 import os
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargeworker.errors import ConfigurationError
@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     dead_letter_queue_url: str | None = None
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None
+    # Unset in production: the standard AWS credential chain applies.
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
     bucket: str = "chargeworker-charge-lists"
 
     email_from: str | None = None

@@ -44,8 +44,14 @@ class RevioRejected(RevioError):
 class RevioThrottled(RevioError):
     """Rev.io refused the request for its rate limit (429, or a quota 403); nothing was stored."""
 
-    def __init__(self, message: str, *, status: int | None = None, body: str = "",
-                 retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message, status=status, body=body)
         self.retry_after_s = retry_after_s
 

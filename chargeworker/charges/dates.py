@@ -39,10 +39,11 @@ def billing_dates(
     """Return the (start_date, end_date) of a charge for a billing period and a carrier.
 
     Pond sends the period as it is, Telegence ends one day earlier, and any other
-    integration starts one day later. A missing integration name gets the rule for
-    any other integration and a `billing_dates.unknown_integration` warning, and
-    the caller binds the row's ids to the log context. Rows billed in advance move
-    both dates one month later, clamped to the end of that month.
+    integration starts one day later. A missing or blank integration name gets the
+    rule for any other integration and logs `billing_dates.unknown_integration`.
+    Callers bind the row's ids to structlog's context so that the warning names the
+    row. Rows billed in advance move both dates one month later, clamped to the end
+    of that month (Jan 31 becomes Feb 28 or 29).
     A `datetime` counts as its date part, without any time-zone conversion.
     """
     start = _date_part(period_start)
@@ -74,7 +75,7 @@ def format_rev_date(value: date) -> str:
 
 
 def resolve_time_zone(name: str | None) -> ZoneInfo:
-    """Return the zone of a `BillingTimeZone` setting; UTC when it is empty or unknown.
+    """Return the zone of a `BillingTimeZone` setting, or UTC when it is empty or unknown.
 
     An unknown name logs a `time_zone.unknown` warning naming it.
     """
@@ -93,7 +94,7 @@ def resolve_time_zone(name: str | None) -> ZoneInfo:
 
 
 def format_local_time(moment_utc: datetime, zone: ZoneInfo) -> str:
-    """Format a moment as `yyyy-MM-dd HH:mm:ss` in `zone`; a naive datetime counts as UTC."""
+    """Format a moment as `yyyy-MM-dd HH:mm:ss` in `zone`. A naive datetime counts as UTC."""
     if moment_utc.tzinfo is None:
         moment_utc = moment_utc.replace(tzinfo=UTC)
     local = moment_utc.astimezone(zone).replace(tzinfo=None)
@@ -103,7 +104,7 @@ def format_local_time(moment_utc: datetime, zone: ZoneInfo) -> str:
 def _iana_name_of_windows_zone(name: str) -> str | None:
     """Return the IANA name for a Windows time-zone name, or None when `name` is not one."""
     # TODO: map the Windows names the platform stores ("Central Standard Time" to
-    # "America/Chicago"); until then such a name is unknown and DateCharged shows UTC.
+    # "America/Chicago"). Until then such a name counts as unknown, so DateCharged shows UTC.
     return None
 
 
