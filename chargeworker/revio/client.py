@@ -9,6 +9,7 @@ went out raises `RevioInDoubt`, because the charge may exist in Rev.io.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import math
@@ -488,11 +489,17 @@ def _parse_retry_after_s(value: str | None) -> float | None:
 def _headers(account: RevioAccount) -> dict[str, str]:
     headers = {
         "Accept": "application/json",
-        "Authorization": aiohttp.BasicAuth(account.login, account.password).encode(),
+        "Authorization": _basic_authorization(account.login, account.password),
     }
     if account.subscription_key:
         headers["Ocp-Apim-Subscription-Key"] = account.subscription_key
     return headers
+
+
+def _basic_authorization(login: str, password: str) -> str:
+    """Encode an HTTP Basic Authorization header value, UTF-8 as RFC 7617 allows."""
+    credentials = f"{login}:{password}".encode()
+    return "Basic " + base64.b64encode(credentials).decode("ascii")
 
 
 def _parse_json(text: str) -> Any:

@@ -93,6 +93,14 @@ class RevioAccount(BaseModel):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         return base_url
 
+    @field_validator("username", "client_code")
+    @classmethod
+    def _check_login_part(cls, value: str) -> str:
+        # HTTP Basic authentication separates the user name from the password by ":".
+        if ":" in value:
+            raise ValueError(f"must not contain ':', got {value!r}")
+        return value
+
     @property
     def limiter_key(self) -> tuple[str, str]:
         """Key of the account's rate limiter: Rev.io counts requests per base URL and client."""

@@ -1,0 +1,367 @@
+"""Send one page's charge lines to Rev.io, settling in-doubt lines first.
+
+Every POST is preceded by a committed `sending` ledger state; after the POST
+the ledger update is shielded from cancellation, so a shutdown between the two
+can only leave a line in doubt, which the next attempt settles by listing the
+customer's charges before anything is sent again.
+"""
+
+import asyncio
+import enum
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TypeVar
+
+import structlog
+
+from chargeworker import metrics
+from chargeworker.context import Context
+from chargeworker.db import ledger
+from chargeworker.db.ledger import LedgerLine
+from chargeworker.errors import (
+    RevioError,
+    RevioInDoubt,
+    RevioRejected,
+    RevioThrottled,
+    RevioUnauthorized,
+    RevioUnavailable,
+)
+from chargeworker.revio.models import ChargeRequest, RevioAccount, RevioCharge, RevioService
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+
+# created_date of a listed charge is the account's local time; a day of slack
+# covers any time zone.
+LOCAL_TIME_SLACK = timedelta(days=1)
+
+
+class Holdback(enum.Enum):
+    """Why a line is not final after this attempt."""
+
+    RETRY = "retry"  # a transient failure or an unsettled doubt: counts against RetryCount
+    DEFER = "defer"  # rate limit or refused credentials: waits without counting
+    BUSY = "busy"  # another worker holds the line's lease
+
+
+@dataclass
+class PageOutcome:
+    holdbacks: dict[int, Holdback] = field(default_factory=dict)
+    retry_after_s: float | None = None
+    busy_for_s: float = 0.0
+
+    def hold(self, line: LedgerLine, reason: Holdback) -> None:
+        self.holdbacks[line.id] = reason
+
+    def hold_all(self, lines: list[LedgerLine], reason: Holdback) -> None:
+        for line in lines:
+            self.hold(line, reason)
+
+
+async def shielded(awaitable: Awaitable[T]) -> T:
+    """Finish the bookkeeping even when the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+@dataclass(frozen=True)
+class Customer:
+    """The Rev.io customer a page's charges go to, and the period its services must cover."""
+
+    rev_customer_id: int
+    period_start: date
+    period_end: date
+
+
+class PageSender:
+    """Bring the page's non-final lines as far as Rev.io allows in one attempt."""
+
+    def __init__(self, ctx: Context, account: RevioAccount, customer: Customer) -> None:
+        self.ctx = ctx
+        self.account = account
+        self.customer = customer
+        self.outcome = PageOutcome()
+
+    async def run(
+        self, lines: list[LedgerLine], numbers: dict[tuple[str, int], str]
+    ) -> PageOutcome:
+        """Settle, look up and send; `numbers` maps each row to its Rev.io service number."""
+        now = self.ctx.clock.now()
+        open_lines = [line for line in lines if not line.is_final]
+        for line in open_lines:
+            if line.is_leased(now) and line.owner != self.ctx.worker_id:
+                self._hold_busy(line, now)
+
+        in_doubt = [line for line in open_lines if line.is_in_doubt(now)]
+        if in_doubt:
+            await self._settle_in_doubt(in_doubt)
+
+        pending = [
+            line
+            for line in open_lines
+            if line.state == ledger.PENDING and line.id not in self.outcome.holdbacks
+        ]
+        if pending:
+            services = await self._resolve_services(pending, numbers)
+            await self._send_all(pending, services)
+        return self.outcome
+
+    def _hold_busy(self, line: LedgerLine, now: datetime) -> None:
+        self.outcome.hold(line, Holdback.BUSY)
+        if line.lease_expires_at is not None:
+            remaining_s = (line.lease_expires_at - now).total_seconds()
+            self.outcome.busy_for_s = max(self.outcome.busy_for_s, remaining_s)
+
+    def _hold_for_error(self, lines: list[LedgerLine], error: RevioError) -> None:
+        if isinstance(error, RevioThrottled | RevioUnauthorized):
+            self.outcome.hold_all(lines, Holdback.DEFER)
+            if isinstance(error, RevioThrottled) and error.retry_after_s:
+                self.outcome.retry_after_s = error.retry_after_s
+        else:
+            self.outcome.hold_all(lines, Holdback.RETRY)
+
+    # --- in-doubt lines ------------------------------------------------------
+
+    async def _settle_in_doubt(self, lines: list[LedgerLine]) -> None:
+        oldest = min(line.first_sent_at or self.ctx.clock.now() for line in lines)
+        since = oldest - timedelta(seconds=self.ctx.settings.in_doubt_slack_s) - LOCAL_TIME_SLACK
+        try:
+            listed = await self.ctx.revio.list_charges(
+                self.account, self.customer.rev_customer_id, created_since=since
+            )
+        except RevioError as exc:
+            log.warning("charge.in_doubt_unsettled", lines=len(lines), error=str(exc))
+            self._hold_for_error(lines, exc)
+            return
+
+        async with self.ctx.engine.connect() as connection:
+            taken = await ledger.charge_ids_in_use(
+                connection,
+                self.account.integration_authentication_id,
+                {charge.charge_id for charge in listed},
+            )
+        for line in lines:
+            match = _find_match(line, listed, taken)
+            await self._record_settlement(line, match)
+            if match is not None:
+                taken.add(match.charge_id)
+
+    async def _record_settlement(self, line: LedgerLine, match: RevioCharge | None) -> None:
+        now = self.ctx.clock.now()
+        async with self.ctx.engine.begin() as connection:
+            if match is not None:
+                moved = await ledger.settle_line(
+                    connection, line.id, state=ledger.CREATED, charge_id=match.charge_id, now=now
+                )
+            else:
+                moved = await ledger.settle_line(connection, line.id, state=ledger.PENDING, now=now)
+        if not moved:
+            self.outcome.hold(line, Holdback.BUSY)
+            return
+        result = "found" if match is not None else "absent"
+        metrics.IN_DOUBT_RESOLVED.labels(result).inc()
+        log.info(
+            "charge.in_doubt_settled",
+            line_id=line.id,
+            kind=line.kind,
+            result=result,
+            charge_id=match.charge_id if match else None,
+        )
+        if match is not None:
+            line.state, line.charge_id = ledger.CREATED, match.charge_id
+            _count_final(line, "created")
+        else:
+            line.state = ledger.PENDING
+
+    # --- service look-up -----------------------------------------------------
+
+    async def _resolve_services(
+        self, lines: list[LedgerLine], numbers: dict[tuple[str, int], str]
+    ) -> dict[int, int]:
+        """Map line id → service id; lines without a usable service fail for good."""
+        try:
+            services = await self.ctx.revio.list_customer_services(
+                self.account, self.customer.rev_customer_id
+            )
+        except RevioError as exc:
+            log.warning("revio.services_unavailable", error=str(exc))
+            self._hold_for_error(lines, exc)
+            return {}
+
+        by_number = _usable_services(services, self.customer)
+        resolved: dict[int, int] = {}
+        for line in lines:
+            number = numbers[line.row_key]
+            service_id = by_number.get(number)
+            if service_id is not None:
+                resolved[line.id] = service_id
+                continue
+            reason = await self._missing_service_reason(number, services)
+            if reason is None:
+                self.outcome.hold(line, Holdback.RETRY)
+            else:
+                await self._fail(line, reason)
+        return resolved
+
+    async def _missing_service_reason(
+        self, number: str, customer_services: list[RevioService]
+    ) -> str | None:
+        """Say why a number has no usable service; None when Rev.io could not be asked."""
+        if any(service.number == number for service in customer_services):
+            return f"no active Rev.io service for number {number}"
+        try:
+            elsewhere = await self.ctx.revio.find_services_by_number(self.account, number)
+        except RevioError as exc:
+            log.warning("revio.number_lookup_failed", number=number, error=str(exc))
+            return None
+        if any(service.customer_id != self.customer.rev_customer_id for service in elsewhere):
+            return f"number {number} belongs to another Rev.io customer"
+        return f"no active Rev.io service for number {number}"
+
+    # --- sending -------------------------------------------------------------
+
+    async def _send_all(self, lines: list[LedgerLine], services: dict[int, int]) -> None:
+        limit = asyncio.Semaphore(self.ctx.settings.revio_concurrency_per_page)
+
+        async def send(line: LedgerLine) -> None:
+            async with limit:
+                await self._send_one(line, services[line.id])
+
+        sendable = [line for line in lines if line.id in services]
+        async with asyncio.TaskGroup() as group:
+            for line in sendable:
+                group.create_task(send(line))
+
+    async def _send_one(self, line: LedgerLine, service_id: int) -> None:
+        log_line = log.bind(line_id=line.id, row_id=line.row_id, kind=line.kind)
+        async with self.ctx.engine.begin() as connection:
+            claimed = await ledger.claim_for_sending(
+                connection,
+                line,
+                owner=self.ctx.worker_id,
+                lease_s=self.ctx.settings.lease_s,
+                service_id=service_id,
+                rev_customer_id=self.customer.rev_customer_id,
+                now=self.ctx.clock.now(),
+            )
+        if not claimed:
+            self.outcome.hold(line, Holdback.BUSY)
+            return
+
+        request = ChargeRequest(
+            customer_id=self.customer.rev_customer_id,
+            service_id=service_id,
+            product_id=line.product_id,
+            product_type_id=line.product_type_id,
+            description=line.description,
+            amount=line.amount,
+            start_date=line.start_date,
+            end_date=line.end_date,
+        )
+        try:
+            charge_id = await self.ctx.revio.create_charge(self.account, request)
+        except RevioRejected as exc:
+            await shielded(self._fail(line, f"Rev.io rejected the charge: {exc}", SENDING_STATES))
+        except RevioInDoubt as exc:
+            log_line.warning("charge.in_doubt", error=str(exc))
+            await shielded(self._leave_in_doubt(line))
+        except (RevioThrottled, RevioUnauthorized, RevioUnavailable) as exc:
+            # Nothing was stored in Rev.io, so the line may be sent again.
+            await shielded(self._release(line))
+            self._hold_for_error([line], exc)
+        else:
+            await shielded(self._record_created(line, charge_id))
+            log_line.info("charge.created", charge_id=charge_id, amount=str(line.amount))
+
+    async def _record_created(self, line: LedgerLine, charge_id: int) -> None:
+        async with self.ctx.engine.begin() as connection:
+            await ledger.settle_line(
+                connection,
+                line.id,
+                state=ledger.CREATED,
+                charge_id=charge_id,
+                now=self.ctx.clock.now(),
+            )
+        line.state, line.charge_id = ledger.CREATED, charge_id
+        _count_final(line, "created")
+
+    async def _leave_in_doubt(self, line: LedgerLine) -> None:
+        now = self.ctx.clock.now()
+        async with self.ctx.engine.begin() as connection:
+            # An expired lease marks the line in doubt: the next attempt settles it first.
+            await ledger.settle_line(
+                connection, line.id, state=ledger.SENDING, now=now, lease_expires_at=now
+            )
+        self.outcome.hold(line, Holdback.RETRY)
+
+    async def _release(self, line: LedgerLine) -> None:
+        async with self.ctx.engine.begin() as connection:
+            await ledger.settle_line(
+                connection, line.id, state=ledger.PENDING, now=self.ctx.clock.now()
+            )
+        line.state = ledger.PENDING
+
+    async def _fail(
+        self, line: LedgerLine, reason: str, from_states: tuple[str, ...] = (ledger.PENDING,)
+    ) -> None:
+        async with self.ctx.engine.begin() as connection:
+            await ledger.settle_line(
+                connection,
+                line.id,
+                state=ledger.FAILED,
+                error=reason,
+                from_states=from_states,
+                now=self.ctx.clock.now(),
+            )
+        line.state, line.error = ledger.FAILED, reason
+        _count_final(line, "failed")
+        log.info(
+            "charge.failed", line_id=line.id, row_id=line.row_id, kind=line.kind, reason=reason
+        )
+
+
+SENDING_STATES = (ledger.SENDING,)
+
+
+def _count_final(line: LedgerLine, outcome: str) -> None:
+    metrics.CHARGE_LINES.labels(line.kind, outcome).inc()
+    if outcome == "created":
+        metrics.AMOUNT_CHARGED.inc(float(line.amount))
+
+
+def _usable_services(services: list[RevioService], customer: Customer) -> dict[str, int]:
+    """Map number → the highest service id active during the billing period."""
+    usable: dict[str, int] = {}
+    for service in services:
+        if service.customer_id != customer.rev_customer_id:
+            continue
+        if service.activated_date is not None and service.activated_date > customer.period_end:
+            continue
+        disconnected = service.disconnected_date
+        if disconnected is not None and disconnected < customer.period_start:
+            continue
+        usable[service.number] = max(usable.get(service.number, 0), service.service_id)
+    return usable
+
+
+def _find_match(line: LedgerLine, listed: list[RevioCharge], taken: set[int]) -> RevioCharge | None:
+    """Find the listed charge that an in-doubt line created, if Rev.io shows one."""
+    for charge in listed:
+        if charge.charge_id in taken:
+            continue
+        if (
+            charge.service_id == line.service_id
+            and charge.description == line.description
+            and charge.amount == line.amount
+            and charge.start_date == line.start_date
+            and charge.end_date == line.end_date
+            and (line.product_id is None or charge.product_id == line.product_id)
+        ):
+            return charge
+    return None
