@@ -28,9 +28,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info
-            if not use_console
-            else structlog.dev.set_exc_info,
+            structlog.processors.format_exc_info if not use_console else structlog.dev.set_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

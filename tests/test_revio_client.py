@@ -43,24 +43,24 @@ THROTTLE_RETRIES = 2
 
 
 @dataclass
-class ScriptedAnswer:
+class ScriptedResponse:
     status: int
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
 
 
 class ScriptedServer:
-    """A loopback server that answers every request with the next scripted answer."""
+    """A loopback server that responds to each request with the next scripted response."""
 
     def __init__(self) -> None:
-        self.answers: list[ScriptedAnswer] = []
+        self.responses: list[ScriptedResponse] = []
         self.requests: list[web.Request] = []
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_route("*", "/v1/{path}", self._answer)
+        app.router.add_route("*", "/v1/{path}", self._respond)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
@@ -70,10 +70,12 @@ class ScriptedServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _answer(self, request: web.Request) -> web.Response:
+    async def _respond(self, request: web.Request) -> web.Response:
         self.requests.append(request)
-        answer = self.answers.pop(0)
-        return web.Response(status=answer.status, text=answer.body, headers=answer.headers)
+        response = self.responses.pop(0)
+        return web.Response(
+            status=response.status, text=response.body, headers=response.headers
+        )
 
 
 def page_json(records: list[dict[str, object]], *, has_more: bool = False) -> str:
@@ -453,7 +455,7 @@ async def test_post_500_in_doubt_sent_once(
     assert simulator.charges == []
 
 
-async def test_lost_answer_in_doubt_stored_once(
+async def test_lost_response_in_doubt_stored_once(
     client: RevioClient, simulator: RevioSimulator, account: RevioAccount, service_id: int
 ) -> None:
     simulator.lose_next_answers(1)
@@ -502,7 +504,7 @@ async def test_post_connection_refused_retried(client: RevioClient) -> None:
 async def test_post_without_id_in_doubt(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
-    scripted.answers = [ScriptedAnswer(201, '{"ok": true}')]
+    scripted.responses = [ScriptedResponse(201, '{"ok": true}')]
 
     with pytest.raises(RevioInDoubt, match="without a positive integer id"):
         await client.create_charge(scripted_account, make_request())
@@ -513,7 +515,7 @@ async def test_post_without_id_in_doubt(
 async def test_post_not_json_in_doubt(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
-    scripted.answers = [ScriptedAnswer(200, "<html>gateway</html>")]
+    scripted.responses = [ScriptedResponse(200, "<html>gateway</html>")]
 
     with pytest.raises(RevioInDoubt):
         await client.create_charge(scripted_account, make_request())
@@ -524,7 +526,7 @@ async def test_post_not_json_in_doubt(
 async def test_post_charge_id_key_accepted(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
-    scripted.answers = [ScriptedAnswer(200, '{"charge_id": 4321}')]
+    scripted.responses = [ScriptedResponse(200, '{"charge_id": 4321}')]
 
     assert await client.create_charge(scripted_account, make_request()) == 4321
 
@@ -532,8 +534,8 @@ async def test_post_charge_id_key_accepted(
 async def test_post_quota_403_throttled(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
-    quota = ScriptedAnswer(403, '{"statusCode": 403, "message": "Out of call volume quota."}')
-    scripted.answers = [quota, ScriptedAnswer(201, '{"id": 55}')]
+    quota = ScriptedResponse(403, '{"statusCode": 403, "message": "Out of call volume quota."}')
+    scripted.responses = [quota, ScriptedResponse(201, '{"id": 55}')]
 
     assert await client.create_charge(scripted_account, make_request()) == 55
 
@@ -593,7 +595,10 @@ async def test_get_invalid_body_retried(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
     record = {"service_id": 3, "customer_id": CUSTOMER_ID, "number": "555"}
-    scripted.answers = [ScriptedAnswer(200, "not json"), ScriptedAnswer(200, page_json([record]))]
+    scripted.responses = [
+        ScriptedResponse(200, "not json"),
+        ScriptedResponse(200, page_json([record])),
+    ]
 
     services = await client.list_customer_services(scripted_account, CUSTOMER_ID)
 
@@ -604,7 +609,7 @@ async def test_get_invalid_body_retried(
 async def test_get_sends_paging_parameters(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
-    scripted.answers = [ScriptedAnswer(200, page_json([]))]
+    scripted.responses = [ScriptedResponse(200, page_json([]))]
 
     await client.list_customer_services(scripted_account, CUSTOMER_ID)
 
@@ -633,7 +638,7 @@ async def test_subscription_key_sent(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
     keyed = scripted_account.model_copy(update={"subscription_key": "key-123"})
-    scripted.answers = [ScriptedAnswer(200, page_json([]))]
+    scripted.responses = [ScriptedResponse(200, page_json([]))]
 
     await client.list_customer_services(keyed, CUSTOMER_ID)
 
@@ -664,7 +669,7 @@ async def test_subscription_key_required_by_simulator(
 async def test_other_403_unauthorized(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
-    scripted.answers = [ScriptedAnswer(403, '{"message": "Forbidden"}')]
+    scripted.responses = [ScriptedResponse(403, '{"message": "Forbidden"}')]
 
     with pytest.raises(RevioUnauthorized):
         await client.list_customer_services(scripted_account, CUSTOMER_ID)
@@ -689,7 +694,7 @@ async def test_error_body_in_message(
     body: str,
     expected: str,
 ) -> None:
-    scripted.answers = [ScriptedAnswer(400, body)]
+    scripted.responses = [ScriptedResponse(400, body)]
 
     with pytest.raises(RevioRejected) as caught:
         await client.list_customer_services(scripted_account, CUSTOMER_ID)
@@ -701,7 +706,7 @@ async def test_error_body_in_message(
 async def test_error_body_truncated(
     client: RevioClient, scripted: ScriptedServer, scripted_account: RevioAccount
 ) -> None:
-    scripted.answers = [ScriptedAnswer(404, "x" * 5000)]
+    scripted.responses = [ScriptedResponse(404, "x" * 5000)]
 
     with pytest.raises(RevioRejected) as caught:
         await client.list_customer_services(scripted_account, CUSTOMER_ID)

@@ -203,4 +203,4 @@ def _html_table(columns: Sequence[str], rows: list[tuple[str, ...]]) -> str:
 
 
 def _html_document(body: str) -> str:
-    return f'<!DOCTYPE html>\n<html><body>\n{body}</body></html>\n'
+    return f"<!DOCTYPE html>\n<html><body>\n{body}</body></html>\n"

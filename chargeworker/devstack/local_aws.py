@@ -43,6 +43,20 @@ class LocalAws:
     async def stop(self) -> None:
         await asyncio.to_thread(self._server.stop)
 
+    def sent_emails(self) -> list[bytes]:
+        """Return every raw email that moto's SES accepted in this process, oldest first."""
+        # moto keeps sent emails in its in-process backend; its server runs in this
+        # process, so the backend is the same object.
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
+        return [
+            message.raw_data.encode() if isinstance(message.raw_data, str) else message.raw_data
+            for message in backend.sent_messages
+            if hasattr(message, "raw_data")
+        ]
+
     async def create_resources(
         self,
         *,

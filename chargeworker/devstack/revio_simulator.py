@@ -61,10 +61,10 @@ class RevioSimulator:
         self._password = password
         self._subscription_key = subscription_key
         self.latency_s = latency_s
-        # Requests allowed per `rate_window_s` (a sliding window); None: no limit.
+        # Maximum requests per sliding window of `rate_window_s`, or None for no limit.
         self.rate_limit_per_minute = rate_limit_per_minute
         self.rate_window_s = rate_window_s
-        # Retry-After of the answers that throttle_next() injects.
+        # Retry-After of the 429 responses that throttle_next() injects.
         self.retry_after_s = retry_after_s
         # Source of `created_date`: a naive datetime in the account's local time.
         self.clock = clock
@@ -78,7 +78,7 @@ class RevioSimulator:
 
         self._post_failure_statuses: deque[int] = deque()
         self._get_failure_statuses: deque[int] = deque()
-        self._answers_to_lose = 0
+        self._responses_to_lose = 0
         self._requests_to_throttle = 0
         self._rejected_products: set[int] = set()
         self._accepted_request_times: deque[float] = deque()
@@ -88,6 +88,16 @@ class RevioSimulator:
 
     def __repr__(self) -> str:
         return f"RevioSimulator(base_url={self.base_url!r}, login={self.login!r})"
+
+    @property
+    def password(self) -> str:
+        """Password that Basic authentication expects, for setting up the demo's account."""
+        return self._password
+
+    @property
+    def subscription_key(self) -> str | None:
+        """Subscription key that every request must carry, or None when none is required."""
+        return self._subscription_key
 
     @property
     def login(self) -> str:
@@ -191,23 +201,23 @@ class RevioSimulator:
         return int(charge["charge_id"])
 
     def fail_next_posts(self, count: int, status: int = 500) -> None:
-        """Answer the next `count` POST /Charges with `status`, storing nothing."""
+        """Respond to the next `count` POST /Charges with `status`, storing nothing."""
         self._post_failure_statuses.extend([status] * count)
 
     def lose_next_answers(self, count: int) -> None:
-        """Store the next `count` valid charges, then close the connection unanswered."""
-        self._answers_to_lose += count
+        """Store the next `count` valid charges, then close each connection without a response."""
+        self._responses_to_lose += count
 
     def fail_next_gets(self, count: int, status: int = 503) -> None:
-        """Answer the next `count` GET requests (services or charges) with `status`."""
+        """Respond to the next `count` GET requests (services or charges) with `status`."""
         self._get_failure_statuses.extend([status] * count)
 
     def throttle_next(self, count: int) -> None:
-        """Answer the next `count` authorized requests with 429 and `retry_after_s`."""
+        """Respond to the next `count` authorized requests with 429 and `retry_after_s`."""
         self._requests_to_throttle += count
 
     def reject_product(self, product_id_or_type_id: int) -> None:
-        """Answer 422 to every POST /Charges with this product id or product type id."""
+        """Respond with 422 to every POST /Charges with this product id or product type id."""
         self._rejected_products.add(product_id_or_type_id)
 
     @web.middleware
@@ -216,8 +226,8 @@ class RevioSimulator:
         endpoint = _endpoint_name(request)
         self.request_count += 1
         self.requests_by_endpoint[endpoint] += 1
-        # Read the body before the latency, as a server does: a client that times out
-        # during the latency leaves a charge that is stored but never answered.
+        # Read the body before the latency, as a server does. A client that times out
+        # during the latency then leaves a charge that is stored but gets no response.
         await request.read()
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
@@ -331,8 +341,8 @@ class RevioSimulator:
             start_date=_parse_revio_date(body["start_date"]),
             end_date=_parse_revio_date(body["end_date"]),
         )
-        if self._answers_to_lose > 0:
-            self._answers_to_lose -= 1
+        if self._responses_to_lose > 0:
+            self._responses_to_lose -= 1
             return _drop_connection(request)
         return web.json_response({"ok": True, "id": charge["charge_id"]}, status=201)
 
@@ -435,7 +445,7 @@ def _is_positive_int(value: Any) -> bool:
 
 
 def _page_response(request: web.Request, records: list[dict[str, Any]]) -> web.Response:
-    """Answer one page of `records` in Rev.io's collection envelope."""
+    """Build the response with one page of `records` in Rev.io's collection envelope."""
     page = _optional_int_param(request, "search.page")
     page = 1 if page is None else page
     page_size = _optional_int_param(request, "search.page_size")
@@ -530,7 +540,7 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 
 
 def _drop_connection(request: web.Request) -> web.Response:
-    """Close the connection so the client gets no answer at all."""
+    """Close the connection so the client gets no response at all."""
     if request.transport is not None:
         request.transport.close()
     # aiohttp cannot write this to a closed transport, so it never reaches the client.

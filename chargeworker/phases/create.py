@@ -5,16 +5,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Row, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker.charges.dates import billing_dates
 from chargeworker.charges.lines import ChargeRow, RowPlan, plan_row
 from chargeworker.context import Context
 from chargeworker.db import ledger
 from chargeworker.db.ledger import LedgerLine
-from chargeworker.db.progress import ensure_progress, load_progress, mark_once, set_values
+from chargeworker.db.progress import mark_once, set_values
 from chargeworker.db.reads import (
     Instance,
     RevCustomer,
@@ -22,7 +21,6 @@ from chargeworker.db.reads import (
     load_account,
     load_instance,
     load_integration_names,
-    load_queue_instance_id,
     load_rev_customer,
     load_tenant_settings,
 )
@@ -37,6 +35,7 @@ from chargeworker.db.rows import (
 from chargeworker.db.tables import page as page_table
 from chargeworker.errors import PermanentError, TransientError
 from chargeworker.messages import CheckMessage, CreateMessage, Target, check_message, create_message
+from chargeworker.phases.common import load_or_adopt_progress
 from chargeworker.phases.sending import Customer, Holdback, PageOutcome, PageSender
 from chargeworker.revio.models import RevioAccount
 
@@ -99,9 +98,7 @@ async def _process_rows(
 async def _load_job(ctx: Context, message: CreateMessage) -> QueueJob:
     target = message.target
     async with ctx.engine.begin() as connection:
-        record = await load_progress(connection, target)
-        if record is None:
-            record = await _adopt_queue(ctx, connection, message)
+        record = await load_or_adopt_progress(ctx, connection, target, message.push)
         instance = await load_instance(connection, record.instance_id)
         if instance is None:
             raise PermanentError(
@@ -113,31 +110,6 @@ async def _load_job(ctx: Context, message: CreateMessage) -> QueueJob:
         tenant = await load_tenant_settings(connection, instance.tenant_id)
     structlog.contextvars.bind_contextvars(instance_id=instance.id)
     return QueueJob(target, instance, account, rev_customer, tenant)
-
-
-async def _adopt_queue(ctx: Context, connection: AsyncConnection, message: CreateMessage) -> Row:
-    """Take over a queue that the old enqueue function filled, pinning its account now."""
-    instance_id = await load_queue_instance_id(connection, message.target.id)
-    if instance_id is None:
-        raise PermanentError(f"queue {message.target.id} not found", kind="unknown_queue")
-    instance = await load_instance(connection, instance_id)
-    if instance is None:
-        raise PermanentError(
-            f"instance {instance_id} of queue {message.target.id} not found",
-            kind="unknown_instance",
-        )
-    account_id = (
-        message.push.integration_authentication_id or instance.integration_authentication_id
-    )
-    log.info("create.queue_adopted", integration_authentication_id=account_id)
-    return await ensure_progress(
-        connection,
-        message.target,
-        instance_id=instance.id,
-        portal_type_id=instance.portal_type_id,
-        integration_authentication_id=account_id,
-        now=ctx.clock.now(),
-    )
 
 
 # --- fan-out and the check message -------------------------------------------------

@@ -1,4 +1,4 @@
-"""Rev.io REST client: one rate limiter per account and the retry rule of each answer.
+"""Rev.io REST client: one rate limiter per account and the retry rule of each response.
 
 GET requests are retried on 5xx, timeouts, dropped connections and unusable bodies.
 POST /Charges is re-sent only when Rev.io certainly stored nothing: a 429 (or quota
@@ -63,8 +63,8 @@ RecordT = TypeVar("RecordT")
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
-    """An HTTP answer of Rev.io, read in full."""
+class _Response:
+    """An HTTP response of Rev.io, read in full."""
 
     status: int
     text: str
@@ -135,7 +135,7 @@ class RevioClient:
         throttles = 0
         while True:
             try:
-                answer = await self._send_once(
+                response = await self._send_once(
                     account, "POST", ENDPOINT_CHARGES_CREATE, url, body=body
                 )
             except _NOTHING_SENT_ERRORS as exc:
@@ -150,11 +150,11 @@ class RevioClient:
                     "so the charge may exist in Rev.io"
                 ) from exc
 
-            if _is_throttle(answer):
+            if _is_throttle(response):
                 throttles += 1
-                await self._wait_out_throttle(account, ENDPOINT_CHARGES_CREATE, answer, throttles)
+                await self._wait_out_throttle(account, ENDPOINT_CHARGES_CREATE, response, throttles)
                 continue
-            return _read_charge_id(answer)
+            return _read_charge_id(response)
 
     async def list_charges(
         self, account: RevioAccount, customer_id: int, *, created_since: datetime
@@ -206,7 +206,7 @@ class RevioClient:
         search: Mapping[str, str],
         page_model: type[RevioPage[RecordT]],
     ) -> AsyncIterator[RevioPage[RecordT]]:
-        """Yield the pages of a collection until Rev.io says there are no more."""
+        """Yield the pages of a collection until a page has `has_more` false."""
         url = f"{account.base_url}/{path}"
         page_number = 1
         while True:
@@ -234,32 +234,32 @@ class RevioClient:
         params: Mapping[str, str],
         page_model: type[RevioPage[RecordT]],
     ) -> RevioPage[RecordT]:
-        """Send one GET, retrying failures and throttled answers, and parse the page."""
+        """Send one GET, retrying failures and throttled responses, and parse the page."""
         failures = 0
         throttles = 0
         while True:
             cause: BaseException | None = None
             status: int | None = None
             try:
-                answer = await self._send_once(account, "GET", endpoint, url, params=params)
+                response = await self._send_once(account, "GET", endpoint, url, params=params)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 problem = _describe_exception(exc, self._timeout_s)
                 cause = exc
             else:
-                status = answer.status
-                if _is_throttle(answer):
+                status = response.status
+                if _is_throttle(response):
                     throttles += 1
-                    await self._wait_out_throttle(account, endpoint, answer, throttles)
+                    await self._wait_out_throttle(account, endpoint, response, throttles)
                     continue
-                if 400 <= answer.status < 500:
-                    raise _client_error(endpoint, answer)
-                if not 200 <= answer.status < 300:
-                    problem = f"HTTP {answer.status}"
+                if 400 <= response.status < 500:
+                    raise _client_error(endpoint, response)
+                if not 200 <= response.status < 300:
+                    problem = f"HTTP {response.status}"
                 else:
                     try:
-                        return page_model.model_validate(_parse_json(answer.text))
+                        return page_model.model_validate(_parse_json(response.text))
                     except ValueError as exc:
-                        problem = f"HTTP {answer.status} with an invalid body ({_one_line(exc)})"
+                        problem = f"HTTP {response.status} with an invalid body ({_one_line(exc)})"
                         cause = exc
 
             failures += 1
@@ -274,7 +274,7 @@ class RevioClient:
         *,
         params: Mapping[str, str] | None = None,
         body: dict[str, Any] | None = None,
-    ) -> _Answer:
+    ) -> _Response:
         """Send one request under the account's rate limit and record its metrics."""
         await self._limiter_for(account).acquire()
         started = time.perf_counter()
@@ -287,12 +287,12 @@ class RevioClient:
                 headers=_headers(account),
                 timeout=self._timeout,
                 allow_redirects=False,
-            ) as response:
-                content = await response.read()
-                answer = _Answer(
-                    status=response.status,
-                    text=content.decode(response.charset or "utf-8", errors="replace"),
-                    retry_after=response.headers.get("Retry-After"),
+            ) as http_response:
+                content = await http_response.read()
+                response = _Response(
+                    status=http_response.status,
+                    text=_decode_body(content, http_response.charset),
+                    retry_after=http_response.headers.get("Retry-After"),
                 )
         except TimeoutError:
             _record_request(endpoint, "timeout", started)
@@ -301,10 +301,12 @@ class RevioClient:
             _record_request(endpoint, "connection_error", started)
             raise
 
-        _record_request(endpoint, str(answer.status), started)
-        return answer
+        _record_request(endpoint, str(response.status), started)
+        return response
 
     def _limiter_for(self, account: RevioAccount) -> AsyncLimiter:
+        # NOTE: only the per-minute rate is limited, per process. The daily quota of the
+        # account is not counted, and the rate does not drop after a 429.
         limiter = self._limiters.get(account.limiter_key)
         if limiter is None:
             limiter = AsyncLimiter(self._rate_per_minute, 60)
@@ -325,8 +327,8 @@ class RevioClient:
         request_name = _REQUEST_NAMES[endpoint]
         if failures > self._retry_attempts:
             raise RevioUnavailable(
-                f"Rev.io {request_name} failed {failures} times, last with {problem}; "
-                "nothing was created, try again later",
+                f"Rev.io {request_name} failed {failures} times, last with {problem}, "
+                "so nothing was created. Try again later.",
                 status=status,
             ) from cause
 
@@ -334,7 +336,8 @@ class RevioClient:
         log.warning(
             "revio.retry",
             endpoint=endpoint,
-            status=problem,
+            status=status,
+            error=problem,
             attempt=failures,
             delay_s=round(delay_s, 3),
             integration_authentication_id=account.integration_authentication_id,
@@ -342,18 +345,19 @@ class RevioClient:
         await asyncio.sleep(delay_s)
 
     async def _wait_out_throttle(
-        self, account: RevioAccount, endpoint: str, answer: _Answer, throttles: int
+        self, account: RevioAccount, endpoint: str, response: _Response, throttles: int
     ) -> None:
-        """Wait as Rev.io's rate limit asks, or raise RevioThrottled past the retry limit."""
+        """Wait for the Retry-After of Rev.io, or raise RevioThrottled past the retry limit."""
         REVIO_THROTTLED.labels(account=str(account.integration_authentication_id)).inc()
-        retry_after_s = _parse_retry_after_s(answer.retry_after)
+        retry_after_s = _parse_retry_after_s(response.retry_after)
         if throttles > self._throttle_retries:
+            retry_after_text = "a while" if retry_after_s is None else f"{retry_after_s:g} s"
             raise RevioThrottled(
-                f"Rev.io refused {_REQUEST_NAMES[endpoint]} for its rate limit "
-                f"{throttles} times (HTTP {answer.status}); nothing was stored, "
-                f"retry after {retry_after_s if retry_after_s is not None else 'a while'} s",
-                status=answer.status,
-                body=answer.text,
+                f"Rev.io rejected {_REQUEST_NAMES[endpoint]} {throttles} times because of "
+                f"its rate limit (HTTP {response.status}), so nothing was stored. "
+                f"Retry after {retry_after_text}.",
+                status=response.status,
+                body=response.text,
                 retry_after_s=retry_after_s,
             )
 
@@ -364,7 +368,7 @@ class RevioClient:
         log.warning(
             "revio.throttled",
             endpoint=endpoint,
-            status=answer.status,
+            status=response.status,
             attempt=throttles,
             retry_after_s=retry_after_s,
             delay_s=round(delay_s, 3),
@@ -398,28 +402,29 @@ def describe_error_body(text: str) -> str:
     return _truncate(summary)
 
 
-def _read_charge_id(answer: _Answer) -> int:
-    """Return the charge id of a POST /Charges answer, or raise the matching RevioError.
+def _read_charge_id(response: _Response) -> int:
+    """Return the charge id of a POST /Charges response, or raise the matching RevioError.
 
-    Throttled answers must be handled before this is called.
+    Throttled responses must be handled before this is called.
     """
-    if 400 <= answer.status < 500:
-        raise _client_error(ENDPOINT_CHARGES_CREATE, answer)
-    if not 200 <= answer.status < 300:
+    if 400 <= response.status < 500:
+        raise _client_error(ENDPOINT_CHARGES_CREATE, response)
+    if not 200 <= response.status < 300:
         raise RevioInDoubt(
-            f"Rev.io POST /Charges answered HTTP {answer.status}, so the charge may exist "
-            f"in Rev.io: {describe_error_body(answer.text)}",
-            status=answer.status,
-            body=answer.text,
+            f"Rev.io POST /Charges responded with HTTP {response.status}, so the charge "
+            f"may exist in Rev.io: {describe_error_body(response.text)}",
+            status=response.status,
+            body=response.text,
         )
 
-    charge_id = _charge_id_from_body(answer.text)
+    charge_id = _charge_id_from_body(response.text)
     if charge_id is None:
         raise RevioInDoubt(
-            f"Rev.io POST /Charges answered HTTP {answer.status} without a positive "
-            f"integer id, so the charge may exist in Rev.io: {_truncate(answer.text)!r}",
-            status=answer.status,
-            body=answer.text,
+            f"Rev.io POST /Charges responded with HTTP {response.status} but without a "
+            f"positive integer id, so the charge may exist in Rev.io: "
+            f"{_truncate(response.text)!r}",
+            status=response.status,
+            body=response.text,
         )
     return charge_id
 
@@ -439,30 +444,30 @@ def _charge_id_from_body(text: str) -> int | None:
     return None
 
 
-def _client_error(endpoint: str, answer: _Answer) -> RevioError:
-    """Build the error of a 4xx answer that is not about the rate limit."""
+def _client_error(endpoint: str, response: _Response) -> RevioError:
+    """Build the error for a 4xx response that is not about the rate limit."""
     request_name = _REQUEST_NAMES[endpoint]
-    summary = describe_error_body(answer.text)
-    if answer.status in (401, 403):
+    summary = describe_error_body(response.text)
+    if response.status in (401, 403):
         return RevioUnauthorized(
-            f"Rev.io refused the credentials for {request_name} (HTTP {answer.status}): "
+            f"Rev.io rejected the credentials for {request_name} (HTTP {response.status}): "
             f"{summary}; check the user name, password, client code and subscription key",
-            status=answer.status,
-            body=answer.text,
+            status=response.status,
+            body=response.text,
         )
     return RevioRejected(
-        f"Rev.io rejected {request_name} with HTTP {answer.status}: {summary}",
-        status=answer.status,
-        body=answer.text,
+        f"Rev.io rejected {request_name} with HTTP {response.status}: {summary}",
+        status=response.status,
+        body=response.text,
     )
 
 
-def _is_throttle(answer: _Answer) -> bool:
-    """Tell whether Rev.io refused the request for its rate limit or quota."""
-    if answer.status == 429:
+def _is_throttle(response: _Response) -> bool:
+    """Tell whether Rev.io rejected the request because of its rate limit or quota."""
+    if response.status == 429:
         return True
-    return answer.status == 403 and (
-        answer.retry_after is not None or "quota" in answer.text.lower()
+    return response.status == 403 and (
+        response.retry_after is not None or "quota" in response.text.lower()
     )
 
 
@@ -500,6 +505,14 @@ def _basic_authorization(login: str, password: str) -> str:
     """Encode an HTTP Basic Authorization header value, UTF-8 as RFC 7617 allows."""
     credentials = f"{login}:{password}".encode()
     return "Basic " + base64.b64encode(credentials).decode("ascii")
+
+
+def _decode_body(content: bytes, charset: str | None) -> str:
+    try:
+        return content.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        # An unknown charset name in Content-Type.
+        return content.decode("utf-8", errors="replace")
 
 
 def _parse_json(text: str) -> Any:

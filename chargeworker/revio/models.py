@@ -43,8 +43,8 @@ def _parse_naive_datetime(value: Any) -> Any:
 
     Rev.io sends `created_date` without a time zone, in the account's local time.
     """
-    # NOTE: an offset, if Rev.io ever sends one, is dropped rather than converted,
-    # because the account's time zone is not known here; the wall-clock time is kept.
+    # NOTE: an offset, if Rev.io ever sends one, is dropped and the wall-clock time is
+    # kept. Converting it would need the account's time zone, which is not known here.
     if isinstance(value, str):
         value = datetime.fromisoformat(value.strip())
     if isinstance(value, datetime) and value.tzinfo is not None:
@@ -218,5 +218,5 @@ class RevioPage(BaseModel, Generic[RecordT]):
     @classmethod
     def _check_ok(cls, value: bool) -> bool:
         if not value:
-            raise ValueError("Rev.io returned ok=false in a successful answer")
+            raise ValueError("Rev.io returned ok=false in a 2xx response")
         return value
