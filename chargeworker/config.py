@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     initial_check_delay_s: int = Field(300, ge=0, le=900)
     check_retry_delay_s: int = Field(60, ge=0, le=900)
     max_checks: int = Field(20, ge=0)
+    # A queue with unfinished rows and no progress for this long counts as stalled:
+    # only then does a check count against max_checks.
+    check_stall_s: float = Field(300.0, ge=0)
 
     shutdown_grace_s: float = Field(25.0, ge=0)
     metrics_host: str = "127.0.0.1"

@@ -143,8 +143,13 @@ async def _winning_results(engine: AsyncEngine, sample: Sample) -> list[Any]:
                 devices.c.MSISDN,
                 devices.c.RevServiceNumber,
                 p.rate_plan.c.RatePlanCode,
+                p.rate_plan.c.IsBillInAdvance,
+                p.rate_plan.c.RevProductId,
+                p.rate_plan.c.RevProductTypeId,
                 p.rate_plan.c.OverageRevProductId,
                 p.rate_plan.c.OverageRevProductTypeId,
+                p.rate_plan.c.SmsRevProductId,
+                p.rate_plan.c.SmsRevProductTypeId,
             )
             .join(devices, devices.c.Id == results.c[column])
             .join(p.rate_plan, p.rate_plan.c.Id == results.c.AssignedRatePlanId)
@@ -443,6 +448,31 @@ async def test_faults_are_present(engine: AsyncEngine, simulator: RevioSimulator
             assert row.OverageChargeAmt > 0
             assert row.OverageRevProductId is None
             assert row.OverageRevProductTypeId is None
+
+
+async def test_ordinary_rows_have_their_products(
+    engine: AsyncEngine, simulator: RevioSimulator
+) -> None:
+    sample = await load_sample(engine, simulator)
+
+    faulty = {(c.device_kind, c.device_id) for c in sample.cases if c.expected_error}
+    ordinary = [
+        row
+        for kind, row in await _winning_results(engine, sample)
+        if (kind, row.DeviceId) not in faulty
+    ]
+    assert len(ordinary) == sample.expected_rows - len(faulty)
+    for row in ordinary:
+        device = f"device result of queue {row.QueueId}, device {row.DeviceId}"
+        assert row.RatePlanCode, device
+        if row.RateChargeAmt > 0:
+            assert row.RevProductId or row.RevProductTypeId, device
+        if row.OverageChargeAmt > 0:
+            assert row.OverageRevProductId or row.OverageRevProductTypeId, device
+        if row.SmsChargeAmt > 0 and not row.IsBillInAdvance:
+            assert row.SmsRevProductId or row.SmsRevProductTypeId, device
+    assert any(row.SmsChargeAmt > 0 and row.IsBillInAdvance for row in ordinary)
+    assert any(row.RevProductId is None and row.RevProductTypeId for row in ordinary)
 
 
 async def test_fault_numbers_are_missing_or_elsewhere(

@@ -109,6 +109,7 @@ email = Table(
     Column("email_kind", String(20), nullable=False),
     Column("state", String(10), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_expires_at", DateTime),
     Column("ses_message_id", String(200)),
     Column("updated_at", DateTime, nullable=False),
     PrimaryKeyConstraint("subject_kind", "subject_id", "email_kind", name="pk_cw_email"),

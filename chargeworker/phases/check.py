@@ -1,8 +1,10 @@
 """Phase 3: when a queue has no work left, write its charge list to S3 and email the summary."""
 
-from datetime import date
+from datetime import date, datetime
 
 import structlog
+from sqlalchemy import Row, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker import metrics
 from chargeworker.charges.charge_list import ChargeListRow, render_charge_list
@@ -23,6 +25,7 @@ from chargeworker.db.reads import (
     load_tenant_settings,
 )
 from chargeworker.db.rows import load_all_rows
+from chargeworker.db.tables import charge_line, page
 from chargeworker.errors import PermanentError, TransientError
 from chargeworker.messages import CheckMessage, Target, check_message
 from chargeworker.phases.common import load_or_adopt_progress
@@ -51,11 +54,15 @@ async def handle_check(ctx: Context, message: CheckMessage) -> None:
     structlog.contextvars.bind_contextvars(instance_id=instance.id)
 
     async with ctx.engine.connect() as connection:
+        if await email_records.is_sent(connection, target.kind, str(target.id), "summary"):
+            log.info("check.already_reported")
+            return
         rows = await load_all_rows(connection, target)
         lines = await ledger.load_target_lines(connection, target)
+        last_activity = await _last_activity(connection, target, record, rows)
     unfinished = [row for row in rows if not row.is_processed]
     if unfinished and message.retry_number < ctx.settings.max_checks:
-        await _check_again(ctx, message, unfinished, lines)
+        await _check_again(ctx, message, unfinished, lines, last_activity)
         return
     if unfinished:
         log.warning("check.reporting_unfinished", rows=len(unfinished))
@@ -74,12 +81,16 @@ async def handle_check(ctx: Context, message: CheckMessage) -> None:
 
 
 async def _check_again(
-    ctx: Context, message: CheckMessage, unfinished: list[ChargeRow], lines: list[LedgerLine]
+    ctx: Context,
+    message: CheckMessage,
+    unfinished: list[ChargeRow],
+    lines: list[LedgerLine],
+    last_activity: datetime,
 ) -> None:
-    """Re-send the check later; only waits without pending work count against the maximum."""
-    now = ctx.clock.now()
+    """Re-send the check later; only checks of a stalled queue count against the maximum."""
     open_lines = [line for line in lines if line.state in (ledger.PENDING, ledger.SENDING)]
-    has_pending_work = bool(open_lines)
+    idle_s = (ctx.clock.now() - last_activity).total_seconds()
+    has_pending_work = bool(open_lines) or idle_s < ctx.settings.check_stall_s
     retry_number = message.retry_number if has_pending_work else message.retry_number + 1
     again = CheckMessage(message.target, message.push, message.portal_type_id, retry_number)
     await ctx.aws.send(check_message(again, delay_s=ctx.settings.check_retry_delay_s))
@@ -87,9 +98,34 @@ async def _check_again(
         "check.waiting",
         unfinished_rows=len(unfinished),
         open_lines=len(open_lines),
+        idle_s=round(idle_s, 1),
         retry_number=retry_number,
-        now=now.isoformat(),
     )
+
+
+async def _last_activity(
+    connection: AsyncConnection, target: Target, record: Row, rows: list[ChargeRow]
+) -> datetime:
+    """Return when the queue last made progress: rows, ledger lines, page retries, fan-out."""
+    line_updated = await connection.scalar(
+        select(func.max(charge_line.c.updated_at)).where(
+            charge_line.c.target_kind == target.kind, charge_line.c.target_id == target.id
+        )
+    )
+    page_retry = await connection.scalar(
+        select(func.max(page.c.retry_at)).where(
+            page.c.target_kind == target.kind, page.c.target_id == target.id
+        )
+    )
+    moments = [
+        record.created_at,
+        record.filled_at,
+        record.fanned_out_at,
+        line_updated,
+        page_retry,
+        *(row.modified_date for row in rows),
+    ]
+    return max(moment for moment in moments if moment is not None)
 
 
 async def _render(
@@ -154,14 +190,21 @@ async def _send_summary(
 ) -> None:
     subject_id = str(target.id)
     async with ctx.engine.begin() as connection:
-        should_send = await email_records.start_sending(
-            connection, target.kind, subject_id, "summary", ctx.clock.now()
+        claim = await email_records.claim_sending(
+            connection,
+            target.kind,
+            subject_id,
+            "summary",
+            now=ctx.clock.now(),
+            lease_s=ctx.settings.lease_s,
         )
         settings = await load_email_settings(connection)
         customer_name = await load_customer_name(connection, instance)
-    if not should_send:
+    if claim is email_records.Claim.ALREADY_SENT:
         log.info("check.summary_already_sent")
         return
+    if claim is email_records.Claim.BUSY:
+        raise TransientError(f"the summary of {target} is being sent by another worker")
 
     sender = ctx.settings.email_from or settings.sender
     recipients = parse_recipients(ctx.settings.email_to or settings.recipients)
@@ -182,7 +225,14 @@ async def _send_summary(
         attachment=Attachment(key, charge_list, CHARGE_LIST_TYPE),
         dry_run=not ctx.settings.send_to_rev,
     )
-    ses_message_id = await ctx.aws.send_raw_email(raw)
+    try:
+        ses_message_id = await ctx.aws.send_raw_email(raw)
+    except TransientError:
+        async with ctx.engine.begin() as connection:
+            await email_records.release(
+                connection, target.kind, subject_id, "summary", ctx.clock.now()
+            )
+        raise
     async with ctx.engine.begin() as connection:
         await email_records.mark_sent(
             connection, target.kind, subject_id, "summary", ses_message_id, ctx.clock.now()

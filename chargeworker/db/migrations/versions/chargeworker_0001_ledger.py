@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("email_kind", sa.String(20), nullable=False),
         sa.Column("state", sa.String(10), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("lease_expires_at", sa.DateTime),
         sa.Column("ses_message_id", sa.String(200)),
         sa.Column("updated_at", sa.DateTime, nullable=False),
         sa.PrimaryKeyConstraint("subject_kind", "subject_id", "email_kind", name="pk_cw_email"),
