@@ -162,13 +162,14 @@ async def _winning_results(engine: AsyncEngine, sample: Sample) -> list[Any]:
 async def _dump_platform_tables(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
     dump = {}
     for table in p.platform_metadata.sorted_tables:
-        columns = [c for c in table.columns if c.name != "BaseUrl"]  # the port differs
+        # BaseUrl contains the simulator's port, which differs between runs.
+        columns = [c for c in table.columns if c.name != "BaseUrl"]
         query = select(*columns).order_by(*table.primary_key.columns)
         dump[table.name] = [tuple(row) for row in await _fetch_all(engine, query)]
     return dump
 
 
-async def test_sample_has_three_instances_of_each_kind(
+async def test_sample_has_one_instance_per_kind(
     engine: AsyncEngine, simulator: RevioSimulator
 ) -> None:
     sample = await load_sample(engine, simulator)
@@ -373,9 +374,11 @@ async def test_devices_have_realistic_numbers(
 
     results = await _winning_results(engine, sample)
     for _kind, row in results:
-        assert row.ICCID.isdigit() and len(row.ICCID) in (19, 20), row.ICCID
+        assert row.ICCID.isdigit(), row.ICCID
+        assert len(row.ICCID) in (19, 20), row.ICCID
         assert _luhn_is_valid(row.ICCID), row.ICCID
-        assert row.MSISDN.isdigit() and len(row.MSISDN) == 10, row.MSISDN
+        assert row.MSISDN.isdigit(), row.MSISDN
+        assert len(row.MSISDN) == 10, row.MSISDN
         assert row.RevServiceNumber in (row.MSISDN, None, "")
     empty = [row for _kind, row in results if not row.RevServiceNumber]
     assert empty

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker.charges.lines import RowPlan
@@ -211,13 +211,3 @@ async def charge_ids_in_use(
         and_(account_matches, charge_line.c.charge_id.in_(sorted(charge_ids)))
     )
     return set((await connection.scalars(query)).all())
-
-
-async def count_open_lines(connection: AsyncConnection, target: Target, now: datetime) -> int:
-    """Count lines of the target that still have work: pending, sending or in doubt."""
-    query = select(charge_line.c.id).where(
-        charge_line.c.target_kind == target.kind,
-        charge_line.c.target_id == target.id,
-        or_(charge_line.c.state == PENDING, charge_line.c.state == SENDING),
-    )
-    return len((await connection.scalars(query)).all())

@@ -7,9 +7,9 @@ services in the Rev.io simulator. Every value comes from `random.Random(seed)`,
 so one seed gives the same rows and the same simulator calls in a fresh database
 and a fresh simulator.
 
-The push contains deliberate faults so that a run shows real errors, and other
-cases that a correct run must handle; `Sample.cases` lists each one with the
-error that phase 2 should record for it.
+The push contains deliberate faults so that a run shows real errors. It also
+contains other cases that a correct run must handle. `Sample.cases` lists each
+one with the error that phase 2 should record for it.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ FAULT_CASES = (
     CASE_OVERAGE_PRODUCT_MISSING,
 )
 
-# Integration ids are looked up by name; this one is never given to an Integration row,
-# so the service provider that points at it has no known carrier.
+# Integration ids are looked up by name. No Integration row gets this id, so the
+# service provider that points at it has no known carrier.
 MISSING_INTEGRATION_ID = 999_999
 REV_CUSTOMER_ID_FLOOR = 41_000
 MIN_DEVICES_PER_GROUP = 3
@@ -104,13 +104,13 @@ class SampleCase:
     queue_id: int
     device_kind: DeviceKind
     device_id: int
-    number: str  # the number Rev.io knows the service by: RevServiceNumber, else MSISDN
+    number: str  # the service number sent to Rev.io: RevServiceNumber, else MSISDN
     expected_error: str | None
 
 
 @dataclass(frozen=True)
 class Sample:
-    """What `load_sample` wrote: the push's ids and the expected outcome of phase 1."""
+    """Ids of the push that `load_sample` wrote, and the expected outcome of phase 1."""
 
     tenant_id: int
     session_id: uuid.UUID
@@ -143,6 +143,8 @@ async def load_sample(
     if not simulator.base_url:
         raise ValueError("the Rev.io simulator has no base URL: start it before loading")
 
+    # NOTE: services are added to the simulator before the rows are inserted, because
+    # the RevService rows need their service ids. A failed insert leaves them there.
     async with engine.begin() as connection:
         existing = await _read_existing(connection)
         builder = _SampleBuilder(random.Random(seed), existing, simulator, single_usage)
@@ -152,7 +154,7 @@ async def load_sample(
     return sample
 
 
-# --- rate plans ---------------------------------------------------------------------
+# --- rate plans -----------------------------------------------------------------------
 
 M2M_SERVICE_TYPE = 301
 DATA_OVERAGE_TYPE = 302
@@ -417,7 +419,7 @@ AREA_CODES = ("312", "773", "214", "512", "617", "415", "206", "303", "404", "61
 ICCID_PREFIXES = ("8901410", "8901260", "89148000")  # AT&T, T-Mobile (19 digits), Verizon (20)
 
 
-# --- reading what the database holds ---------------------------------------------------
+# --- reading the existing rows --------------------------------------------------------
 
 ID_TABLES = (
     p.optimization_session,
@@ -521,7 +523,7 @@ async def _read_email_settings(
     return None if row is None else (row[0], row[1], row[2])
 
 
-# --- the in-memory push --------------------------------------------------------------
+# --- the in-memory push ---------------------------------------------------------------
 
 
 @dataclass
@@ -560,7 +562,7 @@ class _Amounts:
 
 
 def _amounts(line: _Line, plan: _PlanSpec) -> _Amounts:
-    """Compute a device result's amounts to four places, as the platform's money columns hold."""
+    """Compute a device result's amounts, rounded to the four places of the money columns."""
     rate = plan.base_rate
     if line.prorated_days is not None:
         rate = plan.base_rate * line.prorated_days / MONTH_DAYS
@@ -604,11 +606,11 @@ class _InstanceState:
     groups_without_winner: list[int] = field(default_factory=list)
 
 
-# --- building the push -------------------------------------------------------------
+# --- building the push ----------------------------------------------------------------
 
 
 class _SampleBuilder:
-    """Builds the rows of one sample push in memory, then registers its services."""
+    """Builder of one sample push: its rows in memory and its services in the simulator."""
 
     def __init__(
         self,
@@ -627,9 +629,13 @@ class _SampleBuilder:
         self.cases: list[SampleCase] = []
         self.expected_rows = 0
         self.queue_clock = PERIOD_END + timedelta(days=1, hours=6)
+        self.integration_ids: dict[str, int] = {}
+        self.provider_ids: dict[str, int] = {}
+        self.plan_ids: dict[str, int] = {}
+        self.auth_id = 0
 
     def build(self, devices: int) -> Sample:
-        """Build every row and register the services; return what the sample holds."""
+        """Build every row, register the services in the simulator and return the Sample."""
         tenant_id = self.existing.tenant_id
         session_id = self._new_guid()
         self._add_session(tenant_id, session_id)
@@ -825,7 +831,7 @@ class _SampleBuilder:
         charged = [line for group in groups for line in group]
         other = instances[(instances.index(state) + 1) % len(instances)]
         for case, line in zip(spec.cases, self.rng.sample(charged, len(spec.cases)), strict=True):
-            self._apply_case(line, case, state, other)
+            self._apply_case(line, case, other)
         for line in charged:
             if line.case not in (CASE_NO_SERVICE, CASE_OTHER_CUSTOMER):
                 self._register_usable(line, state)
@@ -901,10 +907,12 @@ class _SampleBuilder:
 
     # -- cases
 
-    def _apply_case(
-        self, line: _Line, case: str, state: _InstanceState, other: _InstanceState
-    ) -> None:
-        """Make `line` the example of `case`; its service is registered elsewhere."""
+    def _apply_case(self, line: _Line, case: str, other: _InstanceState) -> None:
+        """Make `line` the example of `case`.
+
+        Only the other-customer case registers a service here, under `other`'s Rev.io
+        customer. The services of the other cases are registered with the line's own.
+        """
         line.case = case
         if case == CASE_HALF_CENT_AMOUNTS:
             # A prorated rate of 3.14159 is stored as 3.1416 and charged as 3.14. Overage

@@ -189,6 +189,17 @@ async def _send_summary(
     charge_list: bytes,
 ) -> None:
     subject_id = str(target.id)
+    async with ctx.engine.connect() as connection:
+        settings = await load_email_settings(connection)
+        customer_name = await load_customer_name(connection, instance)
+    sender = ctx.settings.email_from or settings.sender
+    recipients = parse_recipients(ctx.settings.email_to or settings.recipients)
+    if not sender or not recipients:
+        raise TransientError(
+            "no summary email sender or recipients: set CHARGEWORKER_EMAIL_FROM and "
+            "CHARGEWORKER_EMAIL_TO or GeneralProviderSettings"
+        )
+
     async with ctx.engine.begin() as connection:
         claim = await email_records.claim_sending(
             connection,
@@ -198,21 +209,12 @@ async def _send_summary(
             now=ctx.clock.now(),
             lease_s=ctx.settings.lease_s,
         )
-        settings = await load_email_settings(connection)
-        customer_name = await load_customer_name(connection, instance)
     if claim is email_records.Claim.ALREADY_SENT:
         log.info("check.summary_already_sent")
         return
     if claim is email_records.Claim.BUSY:
         raise TransientError(f"the summary of {target} is being sent by another worker")
 
-    sender = ctx.settings.email_from or settings.sender
-    recipients = parse_recipients(ctx.settings.email_to or settings.recipients)
-    if not sender or not recipients:
-        raise TransientError(
-            "no summary email sender or recipients: set CHARGEWORKER_EMAIL_FROM and "
-            "CHARGEWORKER_EMAIL_TO or GeneralProviderSettings"
-        )
     error_count = sum(1 for row in rows if row.has_errors or not row.is_processed)
     raw = build_summary_email(
         sender=sender,

@@ -88,9 +88,13 @@ async def _process_rows(
     elif not ctx.settings.send_to_rev:
         log.info("create.dry_run_nothing_sent", rows=len(rows))
         await _finish_without_charges(ctx, rows)
-    elif job.account is None or job.rev_customer is None:
-        log.error("create.no_credentials", integration_authentication_id=job.account)
+    elif job.account is None:
+        log.error("create.no_credentials", rows=len(rows))
         await _fail_rows(ctx, rows, NO_CREDENTIALS)
+    elif job.rev_customer is None:
+        reason = f"Rev.io customer {job.instance.rev_customer_guid} not found"
+        log.error("create.rev_customer_not_found", rows=len(rows), reason=reason)
+        await _fail_rows(ctx, rows, reason)
     else:
         await _charge_rows(ctx, job, message, rows)
 
