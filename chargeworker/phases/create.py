@@ -8,6 +8,7 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from chargeworker import metrics
 from chargeworker.charges.dates import billing_dates
 from chargeworker.charges.lines import ChargeRow, RowPlan, plan_row
 from chargeworker.context import Context
@@ -346,6 +347,7 @@ async def _give_up(
             )
             if moved:
                 line.state, line.error = state, error
+                metrics.CHARGE_LINES.labels(line.kind, state).inc()
                 log.warning(
                     "charge.given_up",
                     line_id=line.id,
