@@ -1,4 +1,4 @@
-"""What the controller does for a push: one enqueue message per instance."""
+"""The controller's side of a push: one enqueue message per instance."""
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection

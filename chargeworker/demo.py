@@ -20,8 +20,8 @@ from chargeworker.devstack.sample import load_sample
 from chargeworker.devstack.stack import EmbeddedStack
 from chargeworker.runtime import open_context
 
-# The simulator refuses more than this many requests a minute; the daemon's limiter
-# stays below it, so the demo finishes in seconds and still shows rate limiting.
+# The simulator answers 429 above this many requests a minute. The daemon's limiter
+# stays below it, so the demo finishes in seconds.
 DEMO_SIMULATOR_RATE_PER_MINUTE = 6_000
 DEMO_CLIENT_RATE_PER_MINUTE = 5_000
 DEMO_TIMEOUT_S = 300.0

@@ -1,5 +1,8 @@
-"""Fixtures: one moto server per session; per test fresh queues, bucket, Rev.io simulator
-and database, on SQLite and, for `harness`, also on a real PostgreSQL server."""
+"""Test fixtures for the embedded stack.
+
+One moto server serves the whole session. Each test gets its own queues, bucket,
+Rev.io simulator and database: SQLite always, and PostgreSQL too for `harness`.
+"""
 
 import os
 from collections.abc import AsyncIterator

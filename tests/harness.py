@@ -116,7 +116,7 @@ class Harness:
         return sum(int(value) for value in answer["Attributes"].values())
 
     async def run_until_idle(self, ctx: Context, *, timeout_s: float = 60.0) -> Daemon:
-        """Run the daemon until no queue holds a message and no handler runs, twice in a row."""
+        """Run the daemon until every queue is empty and no handler runs, three polls in a row."""
         daemon = Daemon(ctx)
         urls = [url for url in ctx.aws.queue_urls.values() if url]
         quiet_polls = 0

@@ -2,8 +2,8 @@
 
 States: `pending` → `sending` (committed before the POST, with owner and lease)
 → `created` (with Rev.io's charge id) or `failed` (with the reason), or
-`unresolved` when a charge may exist in Rev.io and nobody could tell. A
-`sending` line whose lease has expired is in doubt.
+`unresolved` when a charge may exist in Rev.io and listing its charges could
+not settle it. A `sending` line whose lease has expired is in doubt.
 """
 
 from collections.abc import Iterable, Sequence

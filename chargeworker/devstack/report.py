@@ -1,4 +1,4 @@
-"""What a run on the embedded stack did, read from the database, S3, SES and the simulator."""
+"""Counts of a run on the embedded stack, read from the database, SES and the simulator."""
 
 import email
 from collections import Counter
@@ -74,7 +74,7 @@ async def database_report(engine: AsyncEngine) -> dict[str, Any]:
 
 
 def revio_report(simulator: RevioSimulator, held_charge_ids: Counter[int]) -> dict[str, int]:
-    """Compare the simulator's charges with the ledger: each must be held exactly once."""
+    """Count the simulator's charges, and those not held by exactly one ledger line."""
     charge_ids = [charge["charge_id"] for charge in simulator.charges]
     duplicates = sum(1 for charge_id in charge_ids if held_charge_ids.get(charge_id, 0) != 1)
     return {
