@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import structlog
+from pydantic import ValidationError
 
 from chargeworker import metrics
 from chargeworker.context import Context
@@ -95,7 +96,7 @@ class PageSender:
         now = self.ctx.clock.now()
         open_lines = [line for line in lines if not line.is_final]
         for line in open_lines:
-            if line.is_leased(now) and line.owner != self.ctx.worker_id:
+            if line.is_leased(now):
                 self._hold_busy(line, now)
 
         in_doubt = [line for line in open_lines if line.is_in_doubt(now)]
@@ -240,6 +241,24 @@ class PageSender:
 
     async def _send_one(self, line: LedgerLine, service_id: int) -> None:
         log_line = log.bind(line_id=line.id, row_id=line.row_id, kind=line.kind)
+        try:
+            request = ChargeRequest(
+                customer_id=self.customer.rev_customer_id,
+                service_id=service_id,
+                product_id=line.product_id,
+                product_type_id=line.product_type_id,
+                description=line.description,
+                amount=line.amount,
+                start_date=line.start_date,
+                end_date=line.end_date,
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            await self._fail(line, f"invalid charge: {problems}")
+            return
+
         async with self.ctx.engine.begin() as connection:
             claimed = await ledger.claim_for_sending(
                 connection,
@@ -254,16 +273,6 @@ class PageSender:
             self.outcome.hold(line, Holdback.BUSY)
             return
 
-        request = ChargeRequest(
-            customer_id=self.customer.rev_customer_id,
-            service_id=service_id,
-            product_id=line.product_id,
-            product_type_id=line.product_type_id,
-            description=line.description,
-            amount=line.amount,
-            start_date=line.start_date,
-            end_date=line.end_date,
-        )
         try:
             charge_id = await self.ctx.revio.create_charge(self.account, request)
         except RevioRejected as exc:
