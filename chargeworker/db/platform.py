@@ -14,14 +14,13 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
-    Numeric,
     String,
     Table,
     Text,
     Uuid,
 )
 
-from chargeworker.db.types import Money
+from chargeworker.db.types import ExactDecimal, Money
 
 platform_metadata = MetaData()
 
@@ -78,7 +77,7 @@ def _device_result_table(name: str, device_column: str) -> Table:
         Column("QueueId", BigInteger, nullable=False, index=True),
         Column(device_column, Integer, nullable=False),
         Column("AssignedRatePlanId", Integer),
-        Column("UsageMB", Numeric(18, 4)),
+        Column("UsageMB", ExactDecimal(18)),
         Column("SmsUsage", BigInteger),
         Column("BaseRateAmt", Money),
         Column("RateChargeAmt", Money),
@@ -246,7 +245,7 @@ def _charge_queue_table(name: str, device_column: str) -> Table:
         Column("ServiceProviderId", Integer),
         Column("RatePlanCode", String(100)),
         Column("RatePlanName", String(255)),
-        Column("UsageMB", Numeric(18, 4)),
+        Column("UsageMB", ExactDecimal(18)),
         Column("SmsUsage", BigInteger),
         Column("BaseRate", Money),
         Column("RateChargeAmount", Money),

@@ -1,6 +1,6 @@
 """Column types shared by the platform's tables and chargeworker's own."""
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Dialect, Numeric
@@ -10,25 +10,30 @@ _SCALE = Decimal("0.0001")
 _FACTOR = 10_000
 
 
-class Money(TypeDecorator[Decimal]):
-    """An exact amount: NUMERIC(19,4), or integer ten-thousandths on SQLite.
+class ExactDecimal(TypeDecorator[Decimal]):
+    """An exact decimal with four places: NUMERIC(p,4), or integer ten-thousandths on SQLite.
 
-    SQLite has no exact decimal type, so amounts are stored there as integers,
-    which keeps floats away from money and sorts correctly.
+    SQLite has no exact decimal type, so values are stored there as integers,
+    which keeps floats away from money and sorts correctly. Values with more
+    than four places are rounded half up.
     """
 
     impl = Numeric(19, 4)
     cache_ok = True
 
+    def __init__(self, precision: int = 19) -> None:
+        super().__init__()
+        self.precision = precision
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(BigInteger())
-        return dialect.type_descriptor(Numeric(19, 4, asdecimal=True))
+        return dialect.type_descriptor(Numeric(self.precision, 4, asdecimal=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        amount = Decimal(value).quantize(_SCALE)
+        amount = Decimal(value).quantize(_SCALE, rounding=ROUND_HALF_UP)
         if dialect.name == "sqlite":
             return int(amount * _FACTOR)
         return amount
@@ -39,3 +44,12 @@ class Money(TypeDecorator[Decimal]):
         if dialect.name == "sqlite":
             return (Decimal(int(value)) / _FACTOR).quantize(_SCALE)
         return Decimal(value).quantize(_SCALE)
+
+
+class Money(ExactDecimal):
+    """An amount of money: NUMERIC(19,4)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(19)
