@@ -3,6 +3,7 @@
 import os
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,10 +16,15 @@ class Settings(BaseSettings):
     """Every setting of the daemon; delays are in seconds and all settable."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="forbid", frozen=True
+        # Unknown CHARGEWORKER_ names are rejected by load_settings; other names in
+        # .env belong to other programs.
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
     )
 
-    database_url: str = "sqlite+aiosqlite:///chargeworker.sqlite3"
+    database_url: str = Field("sqlite+aiosqlite:///chargeworker.sqlite3", repr=False)
 
     enqueue_queue_url: str | None = None
     create_queue_url: str | None = None
@@ -87,8 +93,11 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the settings, rejecting unknown `CHARGEWORKER_` variables by name."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    names = set(os.environ)
+    if os.path.exists(".env"):
+        names |= set(dotenv_values(".env"))
     unknown = sorted(
-        key for key in os.environ if key.upper().startswith(ENV_PREFIX) and key.upper() not in known
+        key for key in names if key.upper().startswith(ENV_PREFIX) and key.upper() not in known
     )
     if unknown:
         raise ConfigurationError(
@@ -98,7 +107,11 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors()
+            f"{_variable_name(error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+def _variable_name(location: tuple[int | str, ...]) -> str:
+    name = ".".join(str(part) for part in location).upper()
+    return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name

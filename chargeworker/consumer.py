@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chargeworker import metrics
+from chargeworker import heartbeat, metrics
 from chargeworker.context import Context
 from chargeworker.errors import PermanentError, TransientError
 from chargeworker.messages import QueueName
@@ -78,8 +78,12 @@ class Consumer:
             return []
         return list(answer.get("Messages", []))
 
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
     async def _handle(self, message: dict[str, Any]) -> None:
         structlog.contextvars.bind_contextvars(queue=self.name, message_id=message["MessageId"])
+        heartbeat.set_listener(self.beat)
         metrics.MESSAGES_RECEIVED.labels(self.name).inc()
         metrics.MESSAGES_IN_FLIGHT.labels(self.name).inc()
         started = time.monotonic()
@@ -134,11 +138,16 @@ class Consumer:
             log.error("message.rejected", reason=error.reason, dead_letter_queue=None)
             await self._retry_later(message)
             return "permanent_error"
-        await self.ctx.aws.sqs.send_message(
-            QueueUrl=dead_letter_url,
-            MessageBody=message.get("Body", ""),
-            MessageAttributes=_resendable(message.get("MessageAttributes", {})),
-        )
+        try:
+            await self.ctx.aws.sqs.send_message(
+                QueueUrl=dead_letter_url,
+                MessageBody=message.get("Body", ""),
+                MessageAttributes=_resendable(message.get("MessageAttributes", {})),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            log.error("message.dead_letter_failed", reason=error.reason, error=str(exc))
+            await self._retry_later(message)
+            return "retry"
         await self._delete(message)
         log.error("message.dead_lettered", reason=error.reason)
         return "dead_letter"

@@ -18,7 +18,11 @@ TargetKind = Literal["queue", "file"]
 SUMMARY_STEP = "IsSendSummaryEmailForMultipleInstaceStep"  # sic: the old producers' spelling
 SUMMARY_STEP_ALIASES = (SUMMARY_STEP, "IsSendSummaryEmailForMultipleInstanceStep")
 
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+# Ids of BIGINT columns (instances, queues) and of INT columns (everything else).
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+_BIGINT_ATTRIBUTES = frozenset({"InstanceId", "QueueId", "InstanceIds"})
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,11 @@ def _integer(values: dict[str, str], name: str, default: int | None, *, minimum:
         if default is None:
             raise PermanentError(f"attribute {name} is missing", kind="missing_attribute")
         return default
-    if not _INTEGER.match(text) or int(text) < minimum:
+    maximum = BIGINT_MAX if name in _BIGINT_ATTRIBUTES else INT_MAX
+    if not _INTEGER.match(text) or not minimum <= int(text) <= maximum:
         expected = "a positive integer" if minimum > 0 else f"an integer >= {minimum}"
         raise PermanentError(
-            f"attribute {name} has invalid value {text!r}: expected {expected}",
+            f"attribute {name} has invalid value {text!r}: expected {expected} up to {maximum}",
             kind="invalid_attribute",
         )
     return int(text)
@@ -136,7 +141,7 @@ def _instance_ids(values: dict[str, str], fallback: int | None) -> tuple[int, ..
         part = part.strip()
         if not part:
             continue
-        if not _INTEGER.match(part) or int(part) < 1:
+        if not _INTEGER.match(part) or not 1 <= int(part) <= BIGINT_MAX:
             raise PermanentError(
                 f"attribute InstanceIds has invalid value {text!r}: expected comma-separated "
                 "positive integers",

@@ -17,7 +17,7 @@ from chargeworker.devstack.revio_simulator import RevioSimulator
 from tests.harness import Harness, unique_name
 
 POSTGRES_ADMIN_DSN = os.environ.get(
-    "CHARGEWORKER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+    "CW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 import structlog
 from pydantic import ValidationError
 
-from chargeworker import metrics
+from chargeworker import heartbeat, metrics
 from chargeworker.context import Context
 from chargeworker.db import ledger
 from chargeworker.db.ledger import LedgerLine
@@ -233,6 +233,7 @@ class PageSender:
         async def send(line: LedgerLine) -> None:
             async with limit:
                 await self._send_one(line, services[line.id])
+            heartbeat.beat()
 
         sendable = [line for line in lines if line.id in services]
         async with asyncio.TaskGroup() as group:

@@ -26,6 +26,7 @@ import aiohttp
 import structlog
 from aiolimiter import AsyncLimiter
 
+from chargeworker import heartbeat
 from chargeworker.errors import (
     RevioError,
     RevioInDoubt,
@@ -302,6 +303,7 @@ class RevioClient:
             raise
 
         _record_request(endpoint, str(response.status), started)
+        heartbeat.beat()
         return response
 
     def _limiter_for(self, account: RevioAccount) -> AsyncLimiter:
