@@ -1,6 +1,6 @@
 """The controller's side of a push: one enqueue message per instance."""
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker.aws import Aws
@@ -20,7 +20,7 @@ async def tenant_revio_account(connection: AsyncConnection, tenant_id: int) -> i
         .join(integration, integration.c.Id == auth.c.IntegrationId)
         .where(
             auth.c.TenantId == tenant_id,
-            auth.c.IsActive.is_(True),
+            auth.c.IsActive == true(),
             integration.c.Name == REVIO_INTEGRATION_NAME,
         )
         .order_by(auth.c.Id)

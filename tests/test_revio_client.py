@@ -32,6 +32,7 @@ from chargeworker.revio.models import (
     RevioCharge,
     RevioPage,
     RevioService,
+    dumps_json,
 )
 
 CUSTOMER_ID = 100
@@ -261,9 +262,10 @@ def test_charge_body_with_product_type_id() -> None:
 def test_charge_amount_round_trips(amount: str) -> None:
     request = make_request(amount=Decimal(amount))
 
-    text = json.dumps(request.to_json())
+    text = dumps_json(request.to_json())
     parsed = json.loads(text, parse_float=Decimal)
 
+    assert f'"amount": {amount},' in text
     assert parsed["amount"] == Decimal(amount)
     assert parsed["product_amount"] == Decimal(amount)
     assert parsed["rate"] == Decimal(amount)

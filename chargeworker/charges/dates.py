@@ -11,10 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
+from chargeworker.charges.windows_zones import WINDOWS_TO_IANA
+
 logger = structlog.get_logger(__name__)
 
 UTC_ZONE = ZoneInfo("UTC")
 ONE_DAY = timedelta(days=1)
+# Keyed by the case-folded Windows name, as _normalize_name() gives it.
+_IANA_NAME_BY_WINDOWS_KEY = {
+    windows_name.casefold(): iana_name for windows_name, iana_name in WINDOWS_TO_IANA.items()
+}
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,11 @@ def format_local_time(moment_utc: datetime, zone: ZoneInfo) -> str:
 
 
 def _iana_name_of_windows_zone(name: str) -> str | None:
-    """Return the IANA name for a Windows time-zone name, or None when `name` is not one."""
-    # TODO: map the Windows names the platform stores ("Central Standard Time" to
-    # "America/Chicago"). Until then such a name counts as unknown, so DateCharged shows UTC.
-    return None
+    """Return the IANA name for a Windows time-zone name, or None when `name` is not one.
+
+    The match ignores case and surrounding spaces.
+    """
+    return _IANA_NAME_BY_WINDOWS_KEY.get(_normalize_name(name))
 
 
 def _date_part(value: date) -> date:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker.charges.lines import RowPlan
@@ -70,6 +70,19 @@ def _from_row(row: object) -> LedgerLine:
     return LedgerLine(**{name: getattr(row, name) for name in fields})
 
 
+def _rows_match(keys: Sequence[tuple[str, int]]) -> ColumnElement[bool]:
+    """Match ledger lines of these rows; SQL Server has no (a, b) IN ((..)) row values."""
+    ids_by_table: dict[str, list[int]] = {}
+    for row_table, row_id in keys:
+        ids_by_table.setdefault(row_table, []).append(row_id)
+    return or_(
+        *(
+            and_(charge_line.c.row_table == row_table, charge_line.c.row_id.in_(row_ids))
+            for row_table, row_ids in sorted(ids_by_table.items())
+        )
+    )
+
+
 async def record_planned_lines(
     connection: AsyncConnection,
     target: Target,
@@ -84,7 +97,7 @@ async def record_planned_lines(
     existing = set()
     if keys:
         query = select(charge_line.c.row_table, charge_line.c.row_id, charge_line.c.kind).where(
-            tuple_(charge_line.c.row_table, charge_line.c.row_id).in_(keys)
+            _rows_match(keys)
         )
         existing = {tuple(row) for row in await connection.execute(query)}
     new_lines = []
@@ -124,11 +137,7 @@ async def load_lines(
     keys = list(row_keys)
     if not keys:
         return []
-    query = (
-        select(charge_line)
-        .where(tuple_(charge_line.c.row_table, charge_line.c.row_id).in_(keys))
-        .order_by(charge_line.c.id)
-    )
+    query = select(charge_line).where(_rows_match(keys)).order_by(charge_line.c.id)
     return [_from_row(row) for row in await connection.execute(query)]
 
 

@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker.db import platform as p
@@ -151,7 +151,7 @@ async def load_account(
         return None
     table = p.integration_authentication
     query = select(table).where(
-        table.c.Id == integration_authentication_id, table.c.IsActive.is_(True)
+        table.c.Id == integration_authentication_id, table.c.IsActive == true()
     )
     row = (await connection.execute(query)).first()
     if row is None or not row.BaseUrl or not row.Username or not row.Password:

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Column, Table, func, select, update
+from sqlalchemy import Column, Table, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker.charges.lines import ChargeRow, RowTable
@@ -61,7 +61,7 @@ async def count_unprocessed(connection: AsyncConnection, target: Target) -> int:
     total = 0
     for table in ROW_TABLES.values():
         query = select(func.count()).where(
-            _target_column(table, target) == target.id, table.c.IsProcessed.is_(False)
+            _target_column(table, target) == target.id, table.c.IsProcessed == false()
         )
         total += int(await connection.scalar(query) or 0)
     return total
@@ -122,7 +122,7 @@ async def write_row_columns(
     table = ROW_TABLES[row.table]
     await connection.execute(
         update(table)
-        .where(table.c.Id == row.id, table.c.IsProcessed.is_(False))
+        .where(table.c.Id == row.id, table.c.IsProcessed == false())
         .values(
             IsProcessed=True,
             ChargeId=charge_id,

@@ -8,6 +8,9 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 _SCALE = Decimal("0.0001")
 _FACTOR = 10_000
+# SQLite integers are 64-bit, so the largest amount there is 922,337,203,685,477.5807,
+# below the NUMERIC(19,4) maximum of the other databases.
+SQLITE_INTEGER_MAX = 2**63 - 1
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -34,9 +37,15 @@ class ExactDecimal(TypeDecorator[Decimal]):
         if value is None:
             return None
         amount = Decimal(value).quantize(_SCALE, rounding=ROUND_HALF_UP)
-        if dialect.name == "sqlite":
-            return int(amount * _FACTOR)
-        return amount
+        if dialect.name != "sqlite":
+            return amount
+        stored = int(amount * _FACTOR)
+        if not -SQLITE_INTEGER_MAX - 1 <= stored <= SQLITE_INTEGER_MAX:
+            raise ValueError(
+                f"value {amount} is outside what SQLite stores as integer ten-thousandths "
+                f"(at most {Decimal(SQLITE_INTEGER_MAX) / _FACTOR} in absolute value)"
+            )
+        return stored
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:

@@ -5,7 +5,7 @@ from collections import Counter
 from email import policy
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chargeworker.db.rows import ROW_TABLES
@@ -38,8 +38,8 @@ async def database_report(engine: AsyncEngine) -> dict[str, Any]:
                 await connection.execute(
                     select(
                         func.count(),
-                        func.sum(case((table.c.IsProcessed.is_(True), 1), else_=0)),
-                        func.sum(case((table.c.HasErrors.is_(True), 1), else_=0)),
+                        func.sum(case((table.c.IsProcessed == true(), 1), else_=0)),
+                        func.sum(case((table.c.HasErrors == true(), 1), else_=0)),
                     )
                 )
             ).one()

@@ -91,7 +91,11 @@ async def _fill_charge_queue(
         # Lock the queue's platform row so two copies of one message cannot both insert.
         queue = p.optimization_queue
         await connection.execute(
-            select(queue.c.Id).where(queue.c.Id == target.id).with_for_update()
+            select(queue.c.Id)
+            .where(queue.c.Id == target.id)
+            .with_for_update()
+            # SQL Server ignores FOR UPDATE; the hint takes the same lock there.
+            .with_hint(queue, "WITH (UPDLOCK, ROWLOCK)", "mssql")
         )
         rev_customer = await load_rev_customer(connection, instance.rev_customer_guid)
         account_number = rev_customer.account_number if rev_customer else None

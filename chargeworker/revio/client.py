@@ -42,6 +42,7 @@ from chargeworker.revio.models import (
     RevioCharge,
     RevioPage,
     RevioService,
+    dumps_json,
 )
 
 log = structlog.get_logger()
@@ -284,7 +285,7 @@ class RevioClient:
                 method,
                 url,
                 params=params,
-                json=body,
+                data=None if body is None else dumps_json(body),
                 headers=_headers(account),
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -496,6 +497,7 @@ def _parse_retry_after_s(value: str | None) -> float | None:
 def _headers(account: RevioAccount) -> dict[str, str]:
     headers = {
         "Accept": "application/json",
+        "Content-Type": "application/json",
         "Authorization": _basic_authorization(account.login, account.password),
     }
     if account.subscription_key:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
@@ -65,6 +68,19 @@ Money = Annotated[
     Field(max_digits=15, decimal_places=2),
     AfterValidator(_quantize_to_cents),
 ]
+
+
+def dumps_json(body: Any) -> str:
+    """Serialize a request body, writing each Decimal as a plain JSON number (`12.50`)."""
+    marker = f"decimal-{uuid.uuid4().hex}:"
+
+    def encode(value: Any) -> str:
+        if isinstance(value, Decimal):
+            return marker + format(value, "f")
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(body, default=encode)
+    return re.sub(f'"{re.escape(marker)}(-?[0-9]+(?:\\.[0-9]+)?)"', r"\1", text)
 
 
 def format_revio_date(value: date) -> str:
@@ -176,10 +192,10 @@ class ChargeRequest(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """Build the JSON body of POST /Charges.
 
-        Money goes out as a float of the two-place decimal. `Money` allows at most
-        15 significant digits, so `Decimal(repr(value))` gives the amount back exactly.
+        Amounts stay `Decimal` with two places; `dumps_json` writes them as JSON
+        numbers with exactly two decimals (`10.00`).
         """
-        amount = float(self.amount)
+        amount = self.amount
         body: dict[str, Any] = {
             "customer_id": self.customer_id,
             "service_id": self.service_id,
