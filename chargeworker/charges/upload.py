@@ -283,7 +283,9 @@ def _parse_record(
             f"{BILLING_START} {billing_start.isoformat()}"
         )
 
-    problems += row.problems
+    problems.extend(row.problems)
+    # Each reader returns None only after it records a problem, so the None checks
+    # below only narrow the types.
     if (
         row.problems
         or service_number is None
