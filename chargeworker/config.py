@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # A queue with unfinished rows and no progress for this long counts as stalled:
     # only then does a check count against max_checks.
     check_stall_s: float = Field(300.0, ge=0)
+    push_wait_limit_s: float = Field(7_200.0, ge=0)
+    proxy_timeout_s: float = Field(30.0, gt=0)
 
     shutdown_grace_s: float = Field(25.0, ge=0)
     metrics_host: str = "127.0.0.1"

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chargeworker.aws import Aws
@@ -19,6 +20,7 @@ class Context:
     revio: RevioClient
     clock: Clock
     worker_id: str
+    http: aiohttp.ClientSession
 
     @property
     def integration_names(self) -> IntegrationNames:

@@ -36,6 +36,6 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
                 throttle_retries=settings.revio_throttle_retries,
                 max_retry_after_s=settings.revio_max_retry_after_s,
             )
-            yield Context(settings, engine, aws, revio, clock or Clock(), new_worker_id())
+            yield Context(settings, engine, aws, revio, clock or Clock(), new_worker_id(), session)
     finally:
         await engine.dispose()

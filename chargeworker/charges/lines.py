@@ -49,6 +49,9 @@ class ChargeRow:
     charge_id: int | None
     sms_charge_id: int | None
     modified_date: datetime | None
+    description: str = ""
+    billing_start_date: date | None = None
+    billing_end_date: date | None = None
 
     @property
     def service_number(self) -> str:
@@ -88,7 +91,14 @@ class ChargeRow:
             charge_id=row["ChargeId"],
             sms_charge_id=row["SmsChargeId"],
             modified_date=row["ModifiedDate"],
+            description=row["Description"] or "",
+            billing_start_date=_as_date(row["BillingStartDate"]),
+            billing_end_date=_as_date(row["BillingEndDate"]),
         )
+
+
+def _as_date(value: datetime | date | None) -> date | None:
+    return value.date() if isinstance(value, datetime) else value
 
 
 @dataclass(frozen=True)

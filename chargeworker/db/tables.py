@@ -37,6 +37,7 @@ progress = Table(
     Column("fanned_out_at", DateTime),
     Column("page_count", Integer),
     Column("check_sent_at", DateTime),
+    Column("redriven_at", DateTime),
     Column("charge_list_key", String(1024)),
     Column("charge_list_written_at", DateTime),
     Column("created_at", DateTime, nullable=False),
@@ -98,6 +99,27 @@ charge_line = Table(
         postgresql_where=Column("charge_id").isnot(None),
         sqlite_where=Column("charge_id").isnot(None),
     ),
+)
+
+# A multi-instance push, keyed by a hash of its session and sorted instance ids.
+push = Table(
+    "cw_push",
+    metadata,
+    Column("push_key", String(64), primary_key=True),
+    Column("instance_ids", Text, nullable=False),
+    Column("wait_started_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# An instance of a push that phase 1 has enqueued, with its winning queues.
+push_instance = Table(
+    "cw_push_instance",
+    metadata,
+    Column("push_key", String(64), nullable=False),
+    Column("instance_id", BigInteger, nullable=False),
+    Column("winning_queue_ids", Text, nullable=False),
+    Column("enqueued_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("push_key", "instance_id", name="pk_cw_push_instance"),
 )
 
 # Emails of a queue, file or push: `sending` before SES is called, `sent` after.

@@ -1,112 +1,174 @@
-"""Phase 3: when a queue has no work left, write its charge list to S3 and email the summary."""
+"""Phase 3: when a queue or file has no work left, write its charge list and report it."""
 
-from datetime import date, datetime
+from datetime import datetime
 
 import structlog
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chargeworker import metrics
-from chargeworker.charges.charge_list import ChargeListRow, render_charge_list
-from chargeworker.charges.dates import billing_dates, format_local_time, resolve_time_zone
-from chargeworker.charges.emails import Attachment, build_summary_email, parse_recipients
-from chargeworker.charges.lines import ChargeRow
+from chargeworker.charges.emails import Attachment, build_summary_email
 from chargeworker.context import Context
-from chargeworker.db import emails as email_records
 from chargeworker.db import ledger
-from chargeworker.db.ledger import LedgerLine
-from chargeworker.db.progress import set_values
-from chargeworker.db.reads import (
-    Instance,
-    load_customer_name,
-    load_email_settings,
-    load_instance,
-    load_integration_names,
-    load_tenant_settings,
-)
-from chargeworker.db.rows import load_all_rows
+from chargeworker.db.progress import load_progress, mark_once, set_values
 from chargeworker.db.tables import charge_line, page
-from chargeworker.errors import PermanentError, TransientError
-from chargeworker.messages import CheckMessage, Target, check_message
-from chargeworker.phases.common import load_or_adopt_progress
+from chargeworker.messages import CheckMessage, CreateMessage, Target, check_message, create_message
+from chargeworker.phases.push import complete_push
+from chargeworker.phases.reports import (
+    CHARGE_LIST_TYPE,
+    NOT_PROCESSED,
+    Report,
+    is_email_sent,
+    load_addressing,
+    load_report,
+    send_error_notification,
+    send_once,
+)
 
 log = structlog.get_logger()
 
-CHARGE_LIST_TYPE = "text/tab-separated-values"
-DEFAULT_SUBJECT = "Customer charges uploaded to Rev.io"
-NOT_PROCESSED = "not processed"
-
 
 async def handle_check(ctx: Context, message: CheckMessage) -> None:
-    """Wait while the queue has work, then write its charge list and send its summary once."""
+    """Wait while the target has work, then write its charge list and send its summary once."""
     target = message.target
-    if target is None or target.kind == "file":
-        # TODO: push checks and uploaded files are reported once multi-instance pushes
-        # and `upload` exist.
-        what = "push checks" if target is None else "uploaded charge files"
-        raise PermanentError(f"{what} are not handled by this version", kind="unsupported")
-
-    async with ctx.engine.begin() as connection:
-        record = await load_or_adopt_progress(ctx, connection, target, message.push)
-        instance = await load_instance(connection, record.instance_id)
-    if instance is None:
-        raise PermanentError(f"instance {record.instance_id} not found", kind="unknown_instance")
-    structlog.contextvars.bind_contextvars(instance_id=instance.id)
-
-    async with ctx.engine.connect() as connection:
-        if await email_records.is_sent(connection, target.kind, str(target.id), "summary"):
-            log.info("check.already_reported")
-            return
-        rows = await load_all_rows(connection, target)
-        lines = await ledger.load_target_lines(connection, target)
-        last_activity = await _last_activity(connection, target, record, rows)
-    unfinished = [row for row in rows if not row.is_processed]
-    if unfinished and message.retry_number < ctx.settings.max_checks:
-        await _check_again(ctx, message, unfinished, lines, last_activity)
+    if target is None:
+        await complete_push(ctx, message, waiting=True)
         return
-    if unfinished:
-        log.warning("check.reporting_unfinished", rows=len(unfinished))
+    is_push_queue = target.kind == "queue" and message.push.is_multiple_instance
+    if not is_push_queue and await is_email_sent(ctx, target.kind, str(target.id)):
+        log.info("check.already_reported")
+        return
 
-    key = f"{target.id}.txt"
-    charge_list = await _render(ctx, instance, rows, lines)
-    await ctx.aws.put_object(key, charge_list, CHARGE_LIST_TYPE)
+    report = await load_report(ctx, target, message.push)
+    if report.unfinished:
+        if message.retry_number < ctx.settings.max_checks:
+            await _check_again(ctx, message, report)
+            return
+        await _give_up_unfinished(ctx, report)
+        report = await load_report(ctx, target, message.push)
+        log.warning("check.reporting_unfinished", rows=len(report.unfinished))
+
+    await _write_charge_list(ctx, report)
+    if is_push_queue:
+        # A push's queues send no email of their own: the push sends one for all.
+        await complete_push(ctx, message, waiting=message.push.is_last_instance)
+        return
+    await _send_summary(ctx, report)
+
+
+async def _write_charge_list(ctx: Context, report: Report) -> None:
+    await ctx.aws.put_object(report.key, report.render(), CHARGE_LIST_TYPE)
     async with ctx.engine.begin() as connection:
         await set_values(
-            connection, target, charge_list_key=key, charge_list_written_at=ctx.clock.now()
+            connection,
+            report.target,
+            charge_list_key=report.key,
+            charge_list_written_at=ctx.clock.now(),
         )
-    log.info("check.charge_list_written", key=key, bucket=ctx.settings.bucket, rows=len(rows))
-
-    # TODO: a multi-instance push sends one consolidated email instead of one per queue.
-    await _send_summary(ctx, target, instance, rows, key, charge_list)
+    log.info("check.charge_list_written", key=report.key, rows=len(report.rows))
 
 
-async def _check_again(
-    ctx: Context,
-    message: CheckMessage,
-    unfinished: list[ChargeRow],
-    lines: list[LedgerLine],
-    last_activity: datetime,
-) -> None:
-    """Re-send the check later; only checks of a stalled queue count against the maximum."""
-    open_lines = [line for line in lines if line.state in (ledger.PENDING, ledger.SENDING)]
+async def _send_summary(ctx: Context, report: Report) -> None:
+    addressing = await load_addressing(ctx)
+    raw = build_summary_email(
+        sender=addressing.sender,
+        recipients=addressing.recipients,
+        subject=addressing.subject,
+        customer_name=report.customer_name,
+        billing_period_end=report.billing_period_end or ctx.clock.now().date(),
+        row_count=len(report.rows),
+        error_count=report.error_count,
+        attachment=Attachment(report.key, report.render(), CHARGE_LIST_TYPE),
+        file_name=report.file_name,
+        dry_run=not ctx.settings.send_to_rev,
+    )
+    subject_id = str(report.target.id)
+    await send_error_notification(
+        ctx, report.target.kind, subject_id, addressing, report.error_items()
+    )
+    await send_once(ctx, report.target.kind, subject_id, "summary", raw)
+
+
+# --- waiting, re-driving and giving up -------------------------------------------------
+
+
+async def _check_again(ctx: Context, message: CheckMessage, report: Report) -> None:
+    """Re-send the check later; a stalled target's lost pages are sent again, once."""
+    target = report.target
+    open_lines = [line for line in report.lines if line.state in (ledger.PENDING, ledger.SENDING)]
+    async with ctx.engine.connect() as connection:
+        record = await load_progress(connection, target)
+        last_activity = await _last_activity(connection, target, record, report)
     idle_s = (ctx.clock.now() - last_activity).total_seconds()
-    has_pending_work = bool(open_lines) or idle_s < ctx.settings.check_stall_s
-    retry_number = message.retry_number if has_pending_work else message.retry_number + 1
-    again = CheckMessage(message.target, message.push, message.portal_type_id, retry_number)
+    stalled = not open_lines and idle_s >= ctx.settings.check_stall_s
+
+    retry_number = message.retry_number
+    if stalled:
+        retry_number += 1
+        await _redrive_once(ctx, message, report)
+    again = CheckMessage(target, message.push, message.portal_type_id, retry_number)
     await ctx.aws.send(check_message(again, delay_s=ctx.settings.check_retry_delay_s))
     log.info(
         "check.waiting",
-        unfinished_rows=len(unfinished),
+        unfinished_rows=len(report.unfinished),
         open_lines=len(open_lines),
         idle_s=round(idle_s, 1),
         retry_number=retry_number,
     )
 
 
+async def _redrive_once(ctx: Context, message: CheckMessage, report: Report) -> None:
+    """Send again the pages of rows whose page message was lost; only the first time."""
+    async with ctx.engine.begin() as connection:
+        claimed = await mark_once(connection, report.target, "redriven_at", ctx.clock.now())
+    if not claimed:
+        return
+    pages = _pages_of(report, ctx.settings.page_size)
+    for page_number in pages:
+        page_message = CreateMessage(
+            report.target, message.push, message.portal_type_id, page_number=page_number
+        )
+        await ctx.aws.send(create_message(page_message))
+    log.warning("check.redriven", pages=pages)
+
+
+def _pages_of(report: Report, page_size: int) -> list[int]:
+    """Return the page numbers of the unfinished rows, counted per table in Id order."""
+    pages = set()
+    position: dict[str, int] = {}
+    for row in report.rows:
+        index = position.get(row.table, 0)
+        position[row.table] = index + 1
+        if not row.is_processed:
+            pages.add(index // page_size + 1)
+    return sorted(pages)
+
+
+async def _give_up_unfinished(ctx: Context, report: Report) -> None:
+    """Fail the open lines of rows nobody finished, so the report can say so."""
+    now = ctx.clock.now()
+    async with ctx.engine.begin() as connection:
+        for line in report.lines:
+            if line.state == ledger.PENDING:
+                state, error = ledger.FAILED, NOT_PROCESSED
+            elif line.state == ledger.SENDING:
+                state, error = ledger.UNRESOLVED, "unresolved: may exist in Rev.io"
+            else:
+                continue
+            await ledger.settle_line(
+                connection,
+                line.id,
+                state=state,
+                error=error,
+                now=now,
+                from_states=(ledger.PENDING, ledger.SENDING),
+            )
+    log.warning("check.gave_up_unfinished", rows=len(report.unfinished))
+
+
 async def _last_activity(
-    connection: AsyncConnection, target: Target, record: Row, rows: list[ChargeRow]
+    connection: AsyncConnection, target: Target, record: Row | None, report: Report
 ) -> datetime:
-    """Return when the queue last made progress: rows, ledger lines, page retries, fan-out."""
+    """Return when the target last made progress: rows, ledger lines, page retries, fan-out."""
     line_updated = await connection.scalar(
         select(func.max(charge_line.c.updated_at)).where(
             charge_line.c.target_kind == target.kind, charge_line.c.target_id == target.id
@@ -117,127 +179,8 @@ async def _last_activity(
             page.c.target_kind == target.kind, page.c.target_id == target.id
         )
     )
-    moments = [
-        record.created_at,
-        record.filled_at,
-        record.fanned_out_at,
-        line_updated,
-        page_retry,
-        *(row.modified_date for row in rows),
-    ]
-    return max(moment for moment in moments if moment is not None)
-
-
-async def _render(
-    ctx: Context, instance: Instance, rows: list[ChargeRow], lines: list[LedgerLine]
-) -> bytes:
-    async with ctx.engine.connect() as connection:
-        tenant = await load_tenant_settings(connection, instance.tenant_id)
-        provider_ids = {row.service_provider_id for row in rows if row.service_provider_id}
-        integration_names = await load_integration_names(connection, provider_ids)
-    zone = resolve_time_zone(tenant.billing_time_zone)
-    first_line: dict[tuple[str, int], LedgerLine] = {}
-    for line in lines:
-        first_line.setdefault(line.row_key, line)
-
-    list_rows = []
-    for row in rows:
-        period = _dates_as_sent(ctx, instance, row, first_line.get(row.key), integration_names)
-        list_rows.append(
-            ChargeListRow(
-                msisdn=row.msisdn,
-                is_successful=row.is_processed and not row.has_errors,
-                charge_id=row.charge_id,
-                charge_amount=row.device_charge,
-                sms_charge_id=row.sms_charge_id,
-                sms_charge_amount=row.sms_amount,
-                billing_period_start=period[0],
-                billing_period_end=period[1],
-                date_charged=format_local_time(row.modified_date, zone)
-                if row.modified_date
-                else "",
-                error_message=row.error_message if row.is_processed else NOT_PROCESSED,
-            )
-        )
-    return render_charge_list(list_rows)
-
-
-def _dates_as_sent(
-    ctx: Context,
-    instance: Instance,
-    row: ChargeRow,
-    line: LedgerLine | None,
-    integration_names: dict[int, str],
-) -> tuple[date, date]:
-    if line is not None and line.start_date and line.end_date:
-        return (line.start_date, line.end_date)
-    return billing_dates(
-        instance.billing_period_start,
-        instance.billing_period_end,
-        integration_names.get(row.service_provider_id or 0),
-        bill_in_advance=row.is_bill_in_advance,
-        names=ctx.integration_names,
-    )
-
-
-async def _send_summary(
-    ctx: Context,
-    target: Target,
-    instance: Instance,
-    rows: list[ChargeRow],
-    key: str,
-    charge_list: bytes,
-) -> None:
-    subject_id = str(target.id)
-    async with ctx.engine.connect() as connection:
-        settings = await load_email_settings(connection)
-        customer_name = await load_customer_name(connection, instance)
-    sender = ctx.settings.email_from or settings.sender
-    recipients = parse_recipients(ctx.settings.email_to or settings.recipients)
-    if not sender or not recipients:
-        raise TransientError(
-            "no summary email sender or recipients: set CHARGEWORKER_EMAIL_FROM and "
-            "CHARGEWORKER_EMAIL_TO or GeneralProviderSettings"
-        )
-
-    async with ctx.engine.begin() as connection:
-        claim = await email_records.claim_sending(
-            connection,
-            target.kind,
-            subject_id,
-            "summary",
-            now=ctx.clock.now(),
-            lease_s=ctx.settings.lease_s,
-        )
-    if claim is email_records.Claim.ALREADY_SENT:
-        log.info("check.summary_already_sent")
-        return
-    if claim is email_records.Claim.BUSY:
-        raise TransientError(f"the summary of {target} is being sent by another worker")
-
-    error_count = sum(1 for row in rows if row.has_errors or not row.is_processed)
-    raw = build_summary_email(
-        sender=sender,
-        recipients=recipients,
-        subject=ctx.settings.email_subject or settings.subject or DEFAULT_SUBJECT,
-        customer_name=customer_name,
-        billing_period_end=instance.billing_period_end,
-        row_count=len(rows),
-        error_count=error_count,
-        attachment=Attachment(key, charge_list, CHARGE_LIST_TYPE),
-        dry_run=not ctx.settings.send_to_rev,
-    )
-    try:
-        ses_message_id = await ctx.aws.send_raw_email(raw)
-    except TransientError:
-        async with ctx.engine.begin() as connection:
-            await email_records.release(
-                connection, target.kind, subject_id, "summary", ctx.clock.now()
-            )
-        raise
-    async with ctx.engine.begin() as connection:
-        await email_records.mark_sent(
-            connection, target.kind, subject_id, "summary", ses_message_id, ctx.clock.now()
-        )
-    metrics.SUMMARIES_SENT.labels("queue").inc()
-    log.info("check.summary_sent", recipients=len(recipients), errors=error_count)
+    moments = [line_updated, page_retry, *(row.modified_date for row in report.rows)]
+    if record is not None:
+        moments += [record.created_at, record.filled_at, record.fanned_out_at, record.redriven_at]
+    known = [moment for moment in moments if moment is not None]
+    return max(known) if known else datetime.min

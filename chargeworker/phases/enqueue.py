@@ -1,5 +1,6 @@
 """Phase 1: turn an instance's winning queues into charge-queue rows and create messages."""
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,6 +14,7 @@ from chargeworker.charges.money import round_money
 from chargeworker.context import Context
 from chargeworker.db import platform as p
 from chargeworker.db.progress import ensure_progress, load_progress, set_values
+from chargeworker.db.pushes import record_enqueued_instance
 from chargeworker.db.reads import (
     PORTAL_CROSS_PROVIDER,
     PORTAL_MOBILITY,
@@ -24,7 +26,15 @@ from chargeworker.db.reads import (
     load_rev_customer,
 )
 from chargeworker.errors import PermanentError
-from chargeworker.messages import CreateMessage, EnqueueMessage, Push, Target, create_message
+from chargeworker.messages import (
+    CheckMessage,
+    CreateMessage,
+    EnqueueMessage,
+    Push,
+    Target,
+    check_message,
+    create_message,
+)
 
 log = structlog.get_logger()
 
@@ -35,16 +45,40 @@ async def handle_enqueue(ctx: Context, message: EnqueueMessage) -> None:
     winning_queue_ids = await _find_winning_queues(ctx, instance)
     account_id = pinned_account(instance, message.push)
 
-    for queue_id in winning_queue_ids:
+    ends_push = message.push.is_multiple_instance and message.push.is_last_instance
+    for position, queue_id in enumerate(winning_queue_ids):
         target = Target("queue", queue_id)
+        # Of a push's last instance, only the last create message carries
+        # IsLastInstanceId=1, and it waits so the other instances' pages go first.
+        is_last = ends_push and position == len(winning_queue_ids) - 1
+        push = replace(message.push, is_last_instance=is_last)
+        delay_s = ctx.settings.last_instance_delay_s if is_last else 0
         with structlog.contextvars.bound_contextvars(queue_id=queue_id):
             rows_added = await _fill_charge_queue(ctx, instance, target, account_id)
-            await _send_first_page(ctx, instance, target, message.push)
+            await _send_first_page(ctx, instance, target, push, delay_s)
             log.info("enqueue.queue_filled", rows_added=rows_added)
 
-    # TODO: a multi-instance push records here that this instance is enqueued, for
-    # the consolidated summary; until then such a push is reported queue by queue.
+    if message.push.is_multiple_instance:
+        await _record_in_push(ctx, message, winning_queue_ids, ends_push)
     log.info("enqueue.done", winning_queues=len(winning_queue_ids))
+
+
+async def _record_in_push(
+    ctx: Context, message: EnqueueMessage, winning_queue_ids: list[int], ends_push: bool
+) -> None:
+    """Record the instance as enqueued; the push's last instance without queues sends its check."""
+    async with ctx.engine.begin() as connection:
+        await record_enqueued_instance(
+            connection,
+            message.push.instance_ids,
+            message.instance_id,
+            winning_queue_ids,
+            ctx.clock.now(),
+        )
+    if ends_push and not winning_queue_ids:
+        push_check = CheckMessage(target=None, push=message.push)
+        await ctx.aws.send(check_message(push_check, delay_s=ctx.settings.last_instance_delay_s))
+        log.info("enqueue.push_check_sent")
 
 
 def pinned_account(instance: Instance, push: Push) -> int | None:
@@ -230,7 +264,9 @@ def _charge_queue_row(
     }
 
 
-async def _send_first_page(ctx: Context, instance: Instance, target: Target, push: Push) -> None:
+async def _send_first_page(
+    ctx: Context, instance: Instance, target: Target, push: Push, delay_s: int
+) -> None:
     """Send page 1 unless an earlier copy of this message already did."""
     async with ctx.engine.connect() as connection:
         record = await load_progress(connection, target)
@@ -239,6 +275,6 @@ async def _send_first_page(ctx: Context, instance: Instance, target: Target, pus
         return
 
     page_one = CreateMessage(target=target, push=push, portal_type_id=instance.portal_type_id)
-    await ctx.aws.send(create_message(page_one))
+    await ctx.aws.send(create_message(page_one, delay_s=delay_s))
     async with ctx.engine.begin() as connection:
         await set_values(connection, target, create_sent_at=ctx.clock.now())

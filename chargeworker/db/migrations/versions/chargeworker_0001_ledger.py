@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("fanned_out_at", sa.DateTime),
         sa.Column("page_count", sa.Integer),
         sa.Column("check_sent_at", sa.DateTime),
+        sa.Column("redriven_at", sa.DateTime),
         sa.Column("charge_list_key", sa.String(1024)),
         sa.Column("charge_list_written_at", sa.DateTime),
         sa.Column("created_at", sa.DateTime, nullable=False),
@@ -86,6 +87,21 @@ def upgrade() -> None:
         sqlite_where=charge_id_present,
     )
     op.create_table(
+        "cw_push",
+        sa.Column("push_key", sa.String(64), primary_key=True),
+        sa.Column("instance_ids", sa.Text, nullable=False),
+        sa.Column("wait_started_at", sa.DateTime),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    op.create_table(
+        "cw_push_instance",
+        sa.Column("push_key", sa.String(64), nullable=False),
+        sa.Column("instance_id", sa.BigInteger, nullable=False),
+        sa.Column("winning_queue_ids", sa.Text, nullable=False),
+        sa.Column("enqueued_at", sa.DateTime, nullable=False),
+        sa.PrimaryKeyConstraint("push_key", "instance_id", name="pk_cw_push_instance"),
+    )
+    op.create_table(
         "cw_email",
         sa.Column("subject_kind", sa.String(10), nullable=False),
         sa.Column("subject_id", sa.String(200), nullable=False),
@@ -101,6 +117,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("cw_email")
+    op.drop_table("cw_push_instance")
+    op.drop_table("cw_push")
     op.drop_table("cw_charge_line")
     op.drop_table("cw_page")
     op.drop_table("cw_progress")
