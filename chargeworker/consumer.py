@@ -7,7 +7,8 @@ error: copy it, body and attributes intact, to the dead-letter queue).
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -69,6 +70,7 @@ class Consumer:
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=max_messages,
                 WaitTimeSeconds=self.ctx.settings.receive_wait_s,
+                VisibilityTimeout=self.ctx.settings.visibility_timeout_s,
                 MessageAttributeNames=["All"],
                 AttributeNames=["All"],
             )
@@ -97,7 +99,8 @@ class Consumer:
 
     async def _run_phase(self, message: dict[str, Any]) -> str:
         try:
-            await self.dispatch(self.ctx, message.get("MessageAttributes", {}))
+            async with self._kept_invisible(message):
+                await self.dispatch(self.ctx, message.get("MessageAttributes", {}))
         except PermanentError as exc:
             return await shielded(self._reject(message, exc))
         except TransientError as exc:
@@ -114,6 +117,31 @@ class Consumer:
         await shielded(self._delete(message))
         log.info("message.done")
         return "done"
+
+    @asynccontextmanager
+    async def _kept_invisible(self, message: dict[str, Any]) -> AsyncIterator[None]:
+        """Extend the message's visibility while its work runs, so SQS keeps it hidden."""
+        task = asyncio.create_task(self._extend_visibility(message))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _extend_visibility(self, message: dict[str, Any]) -> None:
+        timeout_s = self.ctx.settings.visibility_timeout_s
+        while True:
+            await asyncio.sleep(timeout_s / 2)
+            try:
+                await self.ctx.aws.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=timeout_s,
+                )
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("message.visibility_extension_failed", error=str(exc))
+            else:
+                log.debug("message.visibility_extended", visibility_timeout_s=timeout_s)
 
     async def _delete(self, message: dict[str, Any]) -> None:
         await self.ctx.aws.sqs.delete_message(

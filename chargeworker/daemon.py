@@ -81,6 +81,14 @@ class Daemon:
             for consumer in self.consumers
         ]
         log.info("daemon.started", worker=self.ctx.worker_id, metrics_port=self.metrics_port)
+        settings = self.ctx.settings
+        if settings.lease_s <= settings.revio_timeout_s:
+            log.warning(
+                "daemon.lease_shorter_than_request_timeout",
+                lease_s=settings.lease_s,
+                revio_timeout_s=settings.revio_timeout_s,
+                hint="a charge still in flight when its lease ends may be sent twice",
+            )
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -61,6 +61,10 @@ COMM_GROUPS_WITHOUT_WINNER = Counter(
     "chargeworker_comm_groups_without_winner_total",
     "Comm groups skipped because no finished queue had results of the instance's kind",
 )
+ORPHAN_CHARGES = Counter(
+    "chargeworker_orphan_charges_total",
+    "Charges Rev.io created for a line that another worker had already settled",
+)
 BAD_MESSAGES = Counter(
     "chargeworker_bad_messages_total",
     "Messages rejected as permanent errors, by queue and reason kind",

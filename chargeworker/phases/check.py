@@ -94,12 +94,16 @@ async def _send_summary(ctx: Context, report: Report) -> None:
 async def _check_again(ctx: Context, message: CheckMessage, report: Report) -> None:
     """Re-send the check later; a stalled target's lost pages are sent again, once."""
     target = report.target
+    now = ctx.clock.now()
     open_lines = [line for line in report.lines if line.state in (ledger.PENDING, ledger.SENDING)]
+    leased = [line for line in open_lines if line.is_leased(now)]
     async with ctx.engine.connect() as connection:
         record = await load_progress(connection, target)
         last_activity = await _last_activity(connection, target, record, report)
-    idle_s = (ctx.clock.now() - last_activity).total_seconds()
-    stalled = not open_lines and idle_s >= ctx.settings.check_stall_s
+    idle_s = (now - last_activity).total_seconds()
+    # Pending lines alone are no sign of work: their page message may be lost. A live
+    # lease or recent progress (a scheduled retry counts as future progress) is.
+    stalled = not leased and idle_s >= ctx.settings.check_stall_s
 
     retry_number = message.retry_number
     if stalled:

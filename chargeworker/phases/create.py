@@ -329,11 +329,15 @@ async def _give_up(
     ctx: Context, lines: list[LedgerLine], *, attempts: int | None = None, reason: str = ""
 ) -> None:
     """Fail held lines for good; a line that may exist in Rev.io ends unresolved."""
-    not_created = f"not created after {attempts} attempts" if attempts else reason
+    plural = "" if attempts == 1 else "s"
+    not_created = f"not created after {attempts} attempt{plural}" if attempts else reason
     now = ctx.clock.now()
     async with ctx.engine.begin() as connection:
+        # The ledger, not this page's copy of it, says which lines went out in doubt.
+        stored = await ledger.load_lines(connection, [line.row_key for line in lines])
+        stored_states = {line.id: line.state for line in stored}
         for line in lines:
-            if line.state == ledger.SENDING:
+            if stored_states.get(line.id, line.state) == ledger.SENDING:
                 state, error = ledger.UNRESOLVED, UNRESOLVED
             else:
                 state, error = ledger.FAILED, not_created

@@ -197,30 +197,33 @@ class PageSender:
 
         by_number = _usable_services(services, self.customer)
         resolved: dict[int, int] = {}
+        reasons: dict[str, str | RevioError] = {}
         for line in lines:
             number = numbers[line.row_key]
             service_id = by_number.get(number)
             if service_id is not None:
                 resolved[line.id] = service_id
                 continue
-            reason = await self._missing_service_reason(number, services)
-            if reason is None:
-                self.outcome.hold(line, Holdback.RETRY)
+            if number not in reasons:
+                reasons[number] = await self._missing_service_reason(number, services)
+            reason = reasons[number]
+            if isinstance(reason, RevioError):
+                self._hold_for_error([line], reason)
             else:
                 await self._fail(line, reason)
         return resolved
 
     async def _missing_service_reason(
         self, number: str, customer_services: list[RevioService]
-    ) -> str | None:
-        """Say why a number has no usable service; None when Rev.io could not be asked."""
+    ) -> str | RevioError:
+        """Say why a number has no usable service, or return the error that prevented asking."""
         if any(service.number == number for service in customer_services):
             return f"no active Rev.io service for number {number}"
         try:
             elsewhere = await self.ctx.revio.find_services_by_number(self.account, number)
         except RevioError as exc:
             log.warning("revio.number_lookup_failed", number=number, error=str(exc))
-            return None
+            return exc
         if any(service.customer_id != self.customer.rev_customer_id for service in elsewhere):
             return f"number {number} belongs to another Rev.io customer"
         return f"no active Rev.io service for number {number}"
@@ -260,6 +263,9 @@ class PageSender:
             await self._fail(line, f"invalid charge: {problems}")
             return
 
+        # Wait for the rate limiter before taking the lease, so the lease covers
+        # only the request itself.
+        await self.ctx.revio.reserve_slot(self.account)
         async with self.ctx.engine.begin() as connection:
             claimed = await ledger.claim_for_sending(
                 connection,
@@ -273,9 +279,12 @@ class PageSender:
         if not claimed:
             self.outcome.hold(line, Holdback.BUSY)
             return
+        line.state = ledger.SENDING
 
         try:
-            charge_id = await self.ctx.revio.create_charge(self.account, request)
+            charge_id = await self.ctx.revio.create_charge(
+                self.account, request, slot_reserved=True, wait_out_throttles=False
+            )
         except RevioRejected as exc:
             await shielded(self._fail(line, f"Rev.io rejected the charge: {exc}", SENDING_STATES))
         except RevioInDoubt as exc:
@@ -291,13 +300,25 @@ class PageSender:
 
     async def _record_created(self, line: LedgerLine, charge_id: int) -> None:
         async with self.ctx.engine.begin() as connection:
-            await ledger.settle_line(
+            moved = await ledger.settle_line(
                 connection,
                 line.id,
                 state=ledger.CREATED,
                 charge_id=charge_id,
                 now=self.ctx.clock.now(),
+                from_states=(ledger.SENDING, ledger.PENDING),
             )
+        if not moved:
+            # The lease ran out and another worker settled the line meanwhile, so this
+            # charge may be a second one in Rev.io: an operator must look at it.
+            metrics.ORPHAN_CHARGES.inc()
+            log.error(
+                "charge.created_after_lease_lost",
+                line_id=line.id,
+                charge_id=charge_id,
+                amount=str(line.amount),
+            )
+            return
         line.state, line.charge_id = ledger.CREATED, charge_id
         _count_final(line, "created")
 

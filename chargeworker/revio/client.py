@@ -125,11 +125,24 @@ class RevioClient:
             account, ENDPOINT_SERVICES, "Services", search, RevioPage[RevioService]
         )
 
-    async def create_charge(self, account: RevioAccount, request: ChargeRequest) -> int:
+    async def reserve_slot(self, account: RevioAccount) -> None:
+        """Wait until the account's limiter allows one request, and take that slot."""
+        await self._limiter_for(account).acquire()
+
+    async def create_charge(
+        self,
+        account: RevioAccount,
+        request: ChargeRequest,
+        *,
+        slot_reserved: bool = False,
+        wait_out_throttles: bool = True,
+    ) -> int:
         """Create one charge and return its Rev.io charge id.
 
         Raises RevioInDoubt when the request may have created the charge but no id
-        came back. The client never sends such a request again by itself.
+        came back. The client never sends such a request again by itself. A caller
+        that holds a lease on the charge reserves its slot first and does not wait
+        out 429s, so the request goes out promptly or not at all.
         """
         url = f"{account.base_url}/Charges"
         body = request.to_json()
@@ -138,7 +151,12 @@ class RevioClient:
         while True:
             try:
                 response = await self._send_once(
-                    account, "POST", ENDPOINT_CHARGES_CREATE, url, body=body
+                    account,
+                    "POST",
+                    ENDPOINT_CHARGES_CREATE,
+                    url,
+                    body=body,
+                    acquire=not (slot_reserved and failures == 0 and throttles == 0),
                 )
             except _NOTHING_SENT_ERRORS as exc:
                 failures += 1
@@ -154,7 +172,13 @@ class RevioClient:
 
             if _is_throttle(response):
                 throttles += 1
-                await self._wait_out_throttle(account, ENDPOINT_CHARGES_CREATE, response, throttles)
+                await self._wait_out_throttle(
+                    account,
+                    ENDPOINT_CHARGES_CREATE,
+                    response,
+                    throttles,
+                    give_up=not wait_out_throttles,
+                )
                 continue
             return _read_charge_id(response)
 
@@ -276,9 +300,11 @@ class RevioClient:
         *,
         params: Mapping[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        acquire: bool = True,
     ) -> _Response:
         """Send one request under the account's rate limit and record its metrics."""
-        await self._limiter_for(account).acquire()
+        if acquire:
+            await self._limiter_for(account).acquire()
         started = time.perf_counter()
         try:
             async with self._session.request(
@@ -348,12 +374,18 @@ class RevioClient:
         await asyncio.sleep(delay_s)
 
     async def _wait_out_throttle(
-        self, account: RevioAccount, endpoint: str, response: _Response, throttles: int
+        self,
+        account: RevioAccount,
+        endpoint: str,
+        response: _Response,
+        throttles: int,
+        *,
+        give_up: bool = False,
     ) -> None:
         """Wait for the Retry-After of Rev.io, or raise RevioThrottled past the retry limit."""
         REVIO_THROTTLED.labels(account=str(account.integration_authentication_id)).inc()
         retry_after_s = _parse_retry_after_s(response.retry_after)
-        if throttles > self._throttle_retries:
+        if give_up or throttles > self._throttle_retries:
             retry_after_text = "a while" if retry_after_s is None else f"{retry_after_s:g} s"
             raise RevioThrottled(
                 f"Rev.io rejected {_REQUEST_NAMES[endpoint]} {throttles} times because of "
