@@ -39,6 +39,18 @@ def _parser() -> argparse.ArgumentParser:
         help="Rev.io integration authentication id (default: the tenant's)",
     )
 
+    upload = commands.add_parser(
+        "upload", help="validate a charge CSV, store its rows and send its FileId message"
+    )
+    upload.add_argument("file", type=Path, metavar="FILE.csv", help="the charge file")
+    upload.add_argument(
+        "--integration-auth",
+        type=int,
+        metavar="ID",
+        required=True,
+        help="Rev.io integration authentication id the charges go to",
+    )
+
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="apply chargeworker's migrations")
@@ -75,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_run(settings))
         if arguments.command == "enqueue":
             return asyncio.run(_enqueue(settings, arguments))
+        if arguments.command == "upload":
+            return asyncio.run(_upload(settings, arguments))
         return asyncio.run(_db_upgrade(settings, arguments.with_platform))
     except ConfigurationError as exc:
         print(f"chargeworker: {exc}", file=sys.stderr)
@@ -114,6 +128,23 @@ async def _enqueue(settings: Settings, arguments: argparse.Namespace) -> int:
         )
     for instance_id, message_id in zip(arguments.instance, message_ids, strict=True):
         print(f"instance {instance_id}: message {message_id}")
+    return 0
+
+
+async def _upload(settings: Settings, arguments: argparse.Namespace) -> int:
+    from chargeworker.runtime import open_context
+    from chargeworker.uploads import upload_file
+
+    if not settings.create_queue_url:
+        raise ConfigurationError("set CHARGEWORKER_CREATE_QUEUE_URL before uploading")
+    path: Path = arguments.file
+    try:
+        content = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+    async with open_context(settings) as ctx:
+        result = await upload_file(ctx, path.name, content, arguments.integration_auth)
+    print(f"file {result.file_id}: {result.rows} rows stored, message {result.message_id}")
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from chargeworker.controller import enqueue_push
 from chargeworker.daemon import Daemon, run_until
 from chargeworker.db.engine import create_engine
+from chargeworker.devstack.extras import make_non_rev, sample_charge_file
 from chargeworker.devstack.report import (
     database_report,
     describe_email,
@@ -19,12 +20,14 @@ from chargeworker.devstack.report import (
 from chargeworker.devstack.sample import load_sample
 from chargeworker.devstack.stack import EmbeddedStack
 from chargeworker.runtime import open_context
+from chargeworker.uploads import upload_file
 
 # The simulator answers 429 above this many requests a minute. The daemon's limiter
 # stays below it, so the demo finishes in seconds.
 DEMO_SIMULATOR_RATE_PER_MINUTE = 6_000
 DEMO_CLIENT_RATE_PER_MINUTE = 5_000
 DEMO_TIMEOUT_S = 300.0
+DEMO_FILE_NAME = "router-rentals-2026-11.csv"
 
 
 async def run_demo(
@@ -58,6 +61,12 @@ async def _run(
     engine = create_engine(stack.database_url)
     try:
         sample = await load_sample(engine, stack.simulator, devices=devices, seed=seed)
+        push_sample = await load_sample(
+            engine, stack.simulator, devices=max(devices // 2, 1), seed=seed + 1
+        )
+        non_rev_instance = push_sample.instances[1]
+        non_rev_name = await make_non_rev(engine, non_rev_instance.instance_id)
+        charge_file = await sample_charge_file(engine, sample.integration_authentication_id)
     finally:
         await engine.dispose()
     emails_before = len(stack.aws.sent_emails())
@@ -72,20 +81,41 @@ async def _run(
     )
 
     winning_queues = sum(len(instance.winning_queue_ids) for instance in sample.instances)
+    push_ids = [instance.instance_id for instance in push_sample.instances]
     async with open_context(settings) as ctx:
         async with ctx.engine.connect() as connection:
             for instance in sample.instances:
                 await enqueue_push(ctx.aws, connection, [instance.instance_id])
-        say(f"enqueued {len(sample.instances)} instances ({winning_queues} winning queues)")
+            await enqueue_push(
+                ctx.aws,
+                connection,
+                push_ids,
+                last_instance_delay_s=settings.enqueue_last_instance_delay_s,
+            )
+        say(
+            f"enqueued {len(sample.instances)} single-instance pushes ({winning_queues} "
+            f"winning queues) and one push of instances {push_ids}; instance "
+            f"{non_rev_instance.instance_id} belongs to the non-Rev customer {non_rev_name!r}"
+        )
+        upload = await upload_file(
+            ctx, DEMO_FILE_NAME, charge_file, sample.integration_authentication_id
+        )
+        say(f"uploaded {DEMO_FILE_NAME}: file {upload.file_id} with {upload.rows} rows")
 
+        # One summary per single-instance queue, one for the push, one for the file.
+        expected_summaries = winning_queues + 2
         daemon = Daemon(ctx)
 
         async def every_summary_sent() -> bool:
-            return not daemon.is_busy and await summaries_sent(ctx.engine) >= winning_queues
+            sent = await summaries_sent(ctx.engine)
+            return not daemon.is_busy and sent >= expected_summaries
 
         await run_until(daemon, every_summary_sent, timeout_s=DEMO_TIMEOUT_S)
         report = await database_report(ctx.engine)
         files = await _collect_files(ctx, report["charge_list_keys"], keep)
+        report["uploads"] = [
+            {"file_id": upload.file_id, "file_name": DEMO_FILE_NAME, "rows": upload.rows}
+        ]
 
     raw_emails = stack.aws.sent_emails()[emails_before:]
     if keep is not None:
@@ -122,7 +152,8 @@ def format_report(report: dict[str, Any], keep: Path | None) -> str:
     lines = report["lines"]
     revio = report["revio"]
     text = [
-        f"instances: {report['instances']}, winning queues charged: {report['queues']}",
+        f"instances: {report['instances']}, winning queues charged: {report['queues']}, "
+        f"uploaded files: {len(report['uploads'])}",
         f"charge-queue rows: {report['rows']} ({report['rows_processed']} processed, "
         f"{report['rows_with_errors']} with errors)",
         f"charge lines: {lines['created']} created, {lines['failed']} failed, "

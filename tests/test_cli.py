@@ -191,6 +191,7 @@ def test_demo_report_keys(demo: dict[str, Any]) -> None:
         "revio",
         "files",
         "emails",
+        "uploads",
         "elapsed_s",
     ):
         assert key in report
@@ -219,21 +220,25 @@ def test_demo_charges_match_lines(demo: dict[str, Any]) -> None:
     assert report["revio"]["charges"] == report["lines"]["created"]
 
 
-def test_demo_email_per_queue(demo: dict[str, Any]) -> None:
+def test_demo_summaries_attach_charge_lists(demo: dict[str, Any]) -> None:
     report = demo_report(demo)
-    summaries = [item for item in report["emails"] if item["attachments"]]
-    attachments = [name for item in summaries for name in item["attachments"]]
-    files = [uri.rsplit("/", 1)[-1] for uri in report["files"]]
+    attachments = [name for item in report["emails"] for name in item["attachments"]]
+    charge_lists = [name for name in attachments if name.endswith(".txt")]
+    files = {uri.rsplit("/", 1)[-1] for uri in report["files"]}
+    upload_list = f"{report['uploads'][0]['file_id']}.txt"
 
-    assert len(summaries) == report["queues"]
-    assert sorted(attachments) == sorted(files)
+    assert len(charge_lists) == len(set(charge_lists))
+    assert set(charge_lists) <= files
+    assert upload_list in charge_lists
+    assert attachments.count("CustomerChargeSummary.zip") == 1
 
 
-def test_demo_file_per_queue(demo: dict[str, Any]) -> None:
+def test_demo_file_per_queue_and_upload(demo: dict[str, Any]) -> None:
     report = demo_report(demo)
+    expected = report["queues"] + len(report["uploads"])
 
-    assert len(report["files"]) == report["queues"]
-    assert len(set(report["files"])) == report["queues"]
+    assert len(report["files"]) == expected
+    assert len(set(report["files"])) == expected
 
 
 def test_demo_keeps_charge_lists(demo: dict[str, Any]) -> None:

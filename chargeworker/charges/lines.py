@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from chargeworker.charges.descriptions import (
+    MAX_DESCRIPTION_LENGTH,
     overage_description,
     rate_description,
     sms_description,
@@ -144,6 +145,21 @@ def plan_row(row: ChargeRow, *, itemized: bool, start_date: date, end_date: date
     lines = [
         _line(kind, amount, product, description, start_date, end_date)
         for kind, amount, product, description in wanted
+    ]
+    return RowPlan(row, lines)
+
+
+def plan_file_row(row: ChargeRow, *, start_date: date, end_date: date) -> RowPlan:
+    """Decide an uploaded-file row's lines: usage (base + overage) and SMS, with its description."""
+    description = row.description[:MAX_DESCRIPTION_LENGTH]
+    wanted: list[tuple[LineKind, Decimal, tuple[int | None, int | None]]] = []
+    if row.device_charge > 0:
+        wanted.append(("usage", row.device_charge, row.rate_product))
+    if row.sms_amount > 0:
+        wanted.append(("sms", row.sms_amount, row.sms_product))
+    lines = [
+        _line(kind, amount, product, description, start_date, end_date)
+        for kind, amount, product in wanted
     ]
     return RowPlan(row, lines)
 

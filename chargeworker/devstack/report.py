@@ -25,13 +25,17 @@ async def summaries_sent(engine: AsyncEngine) -> int:
 async def database_report(engine: AsyncEngine) -> dict[str, Any]:
     """Count queues, rows and ledger lines by outcome."""
     async with engine.connect() as connection:
-        queues = list(
+        targets = list(
             await connection.execute(
-                select(progress.c.target_id, progress.c.instance_id, progress.c.charge_list_key)
-                .where(progress.c.target_kind == "queue")
-                .order_by(progress.c.target_id)
+                select(
+                    progress.c.target_kind,
+                    progress.c.target_id,
+                    progress.c.instance_id,
+                    progress.c.charge_list_key,
+                ).order_by(progress.c.target_kind.desc(), progress.c.target_id)
             )
         )
+        queues = [target for target in targets if target.target_kind == "queue"]
         rows = processed = with_errors = 0
         for table in ROW_TABLES.values():
             counts = (
@@ -59,7 +63,9 @@ async def database_report(engine: AsyncEngine) -> dict[str, Any]:
     return {
         "instances": len({queue.instance_id for queue in queues}),
         "queues": len(queues),
-        "charge_list_keys": [queue.charge_list_key for queue in queues if queue.charge_list_key],
+        "charge_list_keys": [
+            target.charge_list_key for target in targets if target.charge_list_key
+        ],
         "rows": rows,
         "rows_processed": processed,
         "rows_with_errors": with_errors,

@@ -5,16 +5,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from chargeworker import metrics
 from chargeworker.charges.dates import billing_dates
-from chargeworker.charges.lines import ChargeRow, RowPlan, plan_row
+from chargeworker.charges.lines import ChargeRow, RowPlan, plan_file_row, plan_row
 from chargeworker.context import Context
 from chargeworker.db import ledger
+from chargeworker.db import platform as p
 from chargeworker.db.ledger import LedgerLine
-from chargeworker.db.progress import mark_once, set_values
+from chargeworker.db.progress import ensure_progress, mark_once, set_values
 from chargeworker.db.reads import (
     Instance,
     RevCustomer,
@@ -43,15 +44,16 @@ from chargeworker.revio.models import RevioAccount
 log = structlog.get_logger()
 
 NO_CREDENTIALS = "no Rev.io credentials"
+MISSING_BILLING_DATES = "billing dates missing"
 UNRESOLVED = "unresolved: may exist in Rev.io"
 
 
 @dataclass(frozen=True)
 class QueueJob:
-    """Everything a page of one winning queue needs, read once per message."""
+    """Everything a page needs, read once per message; files have no instance."""
 
     target: Target
-    instance: Instance
+    instance: Instance | None
     account: RevioAccount | None
     rev_customer: RevCustomer | None
     tenant: TenantSettings
@@ -60,12 +62,9 @@ class QueueJob:
 async def handle_create(ctx: Context, message: CreateMessage) -> None:
     """Process one page: fan out on page 1, charge its rows, send the check when done."""
     if message.target.kind == "file":
-        # TODO: uploaded charge files are processed by phase 2 once `upload` exists.
-        raise PermanentError(
-            f"FileId {message.target.id}: uploaded charge files are not processed by this version",
-            kind="unsupported",
-        )
-    job = await _load_job(ctx, message)
+        job = await _load_file_job(ctx, message)
+    else:
+        job = await _load_job(ctx, message)
     if message.page_number == 1:
         await _fan_out(ctx, job, message)
 
@@ -83,7 +82,7 @@ async def handle_create(ctx: Context, message: CreateMessage) -> None:
 async def _process_rows(
     ctx: Context, job: QueueJob, message: CreateMessage, rows: list[ChargeRow]
 ) -> None:
-    if not job.instance.is_rev_customer:
+    if job.instance is not None and not job.instance.is_rev_customer:
         log.info("create.non_rev_customer", rows=len(rows))
         await _finish_without_charges(ctx, rows)
     elif not ctx.settings.send_to_rev:
@@ -92,7 +91,7 @@ async def _process_rows(
     elif job.account is None:
         log.error("create.no_credentials", rows=len(rows))
         await _fail_rows(ctx, rows, NO_CREDENTIALS)
-    elif job.rev_customer is None:
+    elif job.instance is not None and job.rev_customer is None:
         reason = f"Rev.io customer {job.instance.rev_customer_guid} not found"
         log.error("create.rev_customer_not_found", rows=len(rows), reason=reason)
         await _fail_rows(ctx, rows, reason)
@@ -115,6 +114,30 @@ async def _load_job(ctx: Context, message: CreateMessage) -> QueueJob:
         tenant = await load_tenant_settings(connection, instance.tenant_id)
     structlog.contextvars.bind_contextvars(instance_id=instance.id)
     return QueueJob(target, instance, account, rev_customer, tenant)
+
+
+async def _load_file_job(ctx: Context, message: CreateMessage) -> QueueJob:
+    """Read an uploaded file's record and pin its Rev.io account, as for a queue."""
+    target = message.target
+    uploaded = p.uploaded_file
+    async with ctx.engine.begin() as connection:
+        query = select(uploaded.c.Id, uploaded.c.IntegrationAuthenticationId)
+        uploaded_row = (await connection.execute(query.where(uploaded.c.Id == target.id))).first()
+        if uploaded_row is None:
+            raise PermanentError(f"uploaded file {target.id} not found", kind="unknown_file")
+        file_account_id = uploaded_row.IntegrationAuthenticationId
+        record = await ensure_progress(
+            connection,
+            target,
+            instance_id=None,
+            portal_type_id=0,
+            integration_authentication_id=file_account_id
+            or message.push.integration_authentication_id
+            or None,
+            now=ctx.clock.now(),
+        )
+        account = await load_account(connection, record.integration_authentication_id)
+    return QueueJob(target, None, account, None, TenantSettings(None, itemized=False))
 
 
 # --- fan-out and the check message -------------------------------------------------
@@ -191,8 +214,8 @@ async def _fail_rows(ctx: Context, rows: list[ChargeRow], reason: str) -> None:
 async def _charge_rows(
     ctx: Context, job: QueueJob, message: CreateMessage, rows: list[ChargeRow]
 ) -> None:
-    if job.account is None or job.rev_customer is None:
-        raise RuntimeError("_charge_rows needs the queue's Rev.io account and customer")
+    if job.account is None:
+        raise RuntimeError("_charge_rows needs the target's Rev.io account")
     plans = await _plan_rows(ctx, job, rows)
     try:
         async with ctx.engine.begin() as connection:
@@ -201,7 +224,7 @@ async def _charge_rows(
                 job.target,
                 plans,
                 integration_authentication_id=job.account.integration_authentication_id,
-                rev_customer_id=job.rev_customer.rev_customer_id,
+                rev_customer_id=job.rev_customer.rev_customer_id if job.rev_customer else None,
                 now=ctx.clock.now(),
             )
     except IntegrityError as exc:
@@ -209,11 +232,13 @@ async def _charge_rows(
 
     async with ctx.engine.connect() as connection:
         lines = await ledger.load_lines(connection, [row.key for row in rows])
-    customer = Customer(
-        job.rev_customer.rev_customer_id,
-        job.instance.billing_period_start,
-        job.instance.billing_period_end,
-    )
+    customer = None
+    if job.instance is not None and job.rev_customer is not None:
+        customer = Customer(
+            job.rev_customer.rev_customer_id,
+            job.instance.billing_period_start,
+            job.instance.billing_period_end,
+        )
     numbers = {row.key: row.service_number for row in rows}
     outcome = await PageSender(ctx, job.account, customer).run(lines, numbers)
 
@@ -228,17 +253,27 @@ async def _plan_rows(ctx: Context, job: QueueJob, rows: list[ChargeRow]) -> list
         integration_names = await load_integration_names(connection, provider_ids)
     plans = []
     for row in rows:
-        integration_name = integration_names.get(row.service_provider_id or 0)
+        if job.instance is not None:
+            period = (job.instance.billing_period_start, job.instance.billing_period_end)
+        elif row.billing_start_date and row.billing_end_date:
+            period = (row.billing_start_date, row.billing_end_date)
+        else:
+            plans.append(RowPlan(row, [], row_error=MISSING_BILLING_DATES))
+            continue
         start_date, end_date = billing_dates(
-            job.instance.billing_period_start,
-            job.instance.billing_period_end,
-            integration_name,
+            *period,
+            integration_names.get(row.service_provider_id or 0),
             bill_in_advance=row.is_bill_in_advance,
             names=ctx.integration_names,
         )
-        plans.append(
-            plan_row(row, itemized=job.tenant.itemized, start_date=start_date, end_date=end_date)
-        )
+        if job.instance is None:
+            plans.append(plan_file_row(row, start_date=start_date, end_date=end_date))
+        else:
+            plans.append(
+                plan_row(
+                    row, itemized=job.tenant.itemized, start_date=start_date, end_date=end_date
+                )
+            )
     return plans
 
 

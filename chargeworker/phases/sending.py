@@ -72,6 +72,14 @@ async def shielded(awaitable: Awaitable[T]) -> T:
 
 
 @dataclass(frozen=True)
+class Service:
+    """The Rev.io service a line is charged to, and the customer that owns it."""
+
+    service_id: int
+    customer_id: int
+
+
+@dataclass(frozen=True)
 class Customer:
     """The Rev.io customer a page's charges go to, and the period its services must cover."""
 
@@ -83,7 +91,12 @@ class Customer:
 class PageSender:
     """Bring the page's non-final lines as far as Rev.io allows in one attempt."""
 
-    def __init__(self, ctx: Context, account: RevioAccount, customer: Customer) -> None:
+    def __init__(self, ctx: Context, account: RevioAccount, customer: Customer | None) -> None:
+        """Send for one Rev.io customer, or with `customer` None for uploaded-file rows.
+
+        File rows have no instance: each number's service is found across the
+        account, and the charge goes to that service's customer.
+        """
         self.ctx = ctx
         self.account = account
         self.customer = customer
@@ -130,11 +143,25 @@ class PageSender:
     # --- in-doubt lines ------------------------------------------------------
 
     async def _settle_in_doubt(self, lines: list[LedgerLine]) -> None:
+        by_customer: dict[int, list[LedgerLine]] = {}
+        for line in lines:
+            customer_id = line.rev_customer_id
+            if customer_id is None and self.customer is not None:
+                customer_id = self.customer.rev_customer_id
+            if customer_id is None:
+                # Never claimed for a customer, so never sent: it may go out again.
+                await self._record_settlement(line, None)
+                continue
+            by_customer.setdefault(customer_id, []).append(line)
+        for customer_id, customer_lines in by_customer.items():
+            await self._settle_customer_lines(customer_id, customer_lines)
+
+    async def _settle_customer_lines(self, customer_id: int, lines: list[LedgerLine]) -> None:
         oldest = min(line.first_sent_at or self.ctx.clock.now() for line in lines)
         since = oldest - timedelta(seconds=self.ctx.settings.in_doubt_slack_s) - LOCAL_TIME_SLACK
         try:
             listed = await self.ctx.revio.list_charges(
-                self.account, self.customer.rev_customer_id, created_since=since
+                self.account, customer_id, created_since=since
             )
         except RevioError as exc:
             log.warning("charge.in_doubt_unsettled", lines=len(lines), error=str(exc))
@@ -184,37 +211,76 @@ class PageSender:
 
     async def _resolve_services(
         self, lines: list[LedgerLine], numbers: dict[tuple[str, int], str]
-    ) -> dict[int, int]:
-        """Map line id → service id; lines without a usable service fail for good."""
+    ) -> dict[int, Service]:
+        """Map line id → its service; lines without a usable service fail for good."""
+        if self.customer is None:
+            return await self._resolve_by_number(lines, numbers)
+        customer = self.customer
         try:
             services = await self.ctx.revio.list_customer_services(
-                self.account, self.customer.rev_customer_id
+                self.account, customer.rev_customer_id
             )
         except RevioError as exc:
             log.warning("revio.services_unavailable", error=str(exc))
             self._hold_for_error(lines, exc)
             return {}
 
-        by_number = _usable_services(services, self.customer)
-        resolved: dict[int, int] = {}
+        by_number = _usable_services(services, customer)
+        resolved: dict[int, Service] = {}
         reasons: dict[str, str | RevioError] = {}
         for line in lines:
             number = numbers[line.row_key]
             service_id = by_number.get(number)
             if service_id is not None:
-                resolved[line.id] = service_id
+                resolved[line.id] = Service(service_id, customer.rev_customer_id)
                 continue
             if number not in reasons:
-                reasons[number] = await self._missing_service_reason(number, services)
-            reason = reasons[number]
-            if isinstance(reason, RevioError):
-                self._hold_for_error([line], reason)
-            else:
-                await self._fail(line, reason)
+                reasons[number] = await self._missing_service_reason(
+                    number, services, customer.rev_customer_id
+                )
+            await self._fail_or_hold(line, reasons[number])
         return resolved
 
+    async def _resolve_by_number(
+        self, lines: list[LedgerLine], numbers: dict[tuple[str, int], str]
+    ) -> dict[int, Service]:
+        """Find each number's service across the account, usable during the line's dates."""
+        found: dict[str, list[RevioService] | RevioError] = {}
+        resolved: dict[int, Service] = {}
+        for line in lines:
+            number = numbers[line.row_key]
+            if number not in found:
+                try:
+                    found[number] = await self.ctx.revio.find_services_by_number(
+                        self.account, number
+                    )
+                except RevioError as exc:
+                    log.warning("revio.number_lookup_failed", number=number, error=str(exc))
+                    found[number] = exc
+            services = found[number]
+            if isinstance(services, RevioError):
+                self._hold_for_error([line], services)
+                continue
+            usable = [
+                service
+                for service in services
+                if service.number == number and _is_active(service, line.start_date, line.end_date)
+            ]
+            if not usable:
+                await self._fail(line, f"no active Rev.io service for number {number}")
+                continue
+            best = max(usable, key=lambda service: service.service_id)
+            resolved[line.id] = Service(best.service_id, best.customer_id)
+        return resolved
+
+    async def _fail_or_hold(self, line: LedgerLine, reason: str | RevioError) -> None:
+        if isinstance(reason, RevioError):
+            self._hold_for_error([line], reason)
+        else:
+            await self._fail(line, reason)
+
     async def _missing_service_reason(
-        self, number: str, customer_services: list[RevioService]
+        self, number: str, customer_services: list[RevioService], customer_id: int
     ) -> str | RevioError:
         """Say why a number has no usable service, or return the error that prevented asking."""
         if any(service.number == number for service in customer_services):
@@ -224,13 +290,13 @@ class PageSender:
         except RevioError as exc:
             log.warning("revio.number_lookup_failed", number=number, error=str(exc))
             return exc
-        if any(service.customer_id != self.customer.rev_customer_id for service in elsewhere):
+        if any(service.customer_id != customer_id for service in elsewhere):
             return f"number {number} belongs to another Rev.io customer"
         return f"no active Rev.io service for number {number}"
 
     # --- sending -------------------------------------------------------------
 
-    async def _send_all(self, lines: list[LedgerLine], services: dict[int, int]) -> None:
+    async def _send_all(self, lines: list[LedgerLine], services: dict[int, Service]) -> None:
         limit = asyncio.Semaphore(self.ctx.settings.revio_concurrency_per_page)
 
         async def send(line: LedgerLine) -> None:
@@ -243,12 +309,12 @@ class PageSender:
             for line in sendable:
                 group.create_task(send(line))
 
-    async def _send_one(self, line: LedgerLine, service_id: int) -> None:
+    async def _send_one(self, line: LedgerLine, service: Service) -> None:
         log_line = log.bind(line_id=line.id, row_id=line.row_id, kind=line.kind)
         try:
             request = ChargeRequest(
-                customer_id=self.customer.rev_customer_id,
-                service_id=service_id,
+                customer_id=service.customer_id,
+                service_id=service.service_id,
                 product_id=line.product_id,
                 product_type_id=line.product_type_id,
                 description=line.description,
@@ -272,8 +338,8 @@ class PageSender:
                 line,
                 owner=self.ctx.worker_id,
                 lease_s=self.ctx.settings.lease_s,
-                service_id=service_id,
-                rev_customer_id=self.customer.rev_customer_id,
+                service_id=service.service_id,
+                rev_customer_id=service.customer_id,
                 now=self.ctx.clock.now(),
             )
         if not claimed:
@@ -366,16 +432,21 @@ def _count_final(line: LedgerLine, outcome: str) -> None:
         metrics.AMOUNT_CHARGED.inc(float(line.amount))
 
 
+def _is_active(service: RevioService, start: date | None, end: date | None) -> bool:
+    """Tell whether a service was activated by the end and not disconnected before the start."""
+    if end is not None and service.activated_date is not None and service.activated_date > end:
+        return False
+    disconnected = service.disconnected_date
+    return not (start is not None and disconnected is not None and disconnected < start)
+
+
 def _usable_services(services: list[RevioService], customer: Customer) -> dict[str, int]:
     """Map number → the highest service id active during the billing period."""
     usable: dict[str, int] = {}
     for service in services:
         if service.customer_id != customer.rev_customer_id:
             continue
-        if service.activated_date is not None and service.activated_date > customer.period_end:
-            continue
-        disconnected = service.disconnected_date
-        if disconnected is not None and disconnected < customer.period_start:
+        if not _is_active(service, customer.period_start, customer.period_end):
             continue
         usable[service.number] = max(usable.get(service.number, 0), service.service_id)
     return usable
