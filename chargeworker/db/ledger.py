@@ -24,6 +24,7 @@ CREATED = "created"
 FAILED = "failed"
 UNRESOLVED = "unresolved"
 FINAL_STATES = (CREATED, FAILED, UNRESOLVED)
+UNRESOLVED_REASON = "unresolved: may exist in Rev.io"
 
 
 @dataclass
@@ -220,3 +221,31 @@ async def charge_ids_in_use(
         and_(account_matches, charge_line.c.charge_id.in_(sorted(charge_ids)))
     )
     return set((await connection.scalars(query)).all())
+
+
+async def give_up(
+    connection: AsyncConnection, lines: Sequence[LedgerLine], *, reason: str, now: datetime
+) -> list[LedgerLine]:
+    """Close open lines for good and return those moved, with their new state.
+
+    A pending line fails with `reason`. A line that went out in doubt ends
+    unresolved, because its charge may exist in Rev.io and nobody should push it
+    again blindly. The stored states decide, not the caller's copies.
+    """
+    stored = await load_lines(connection, [line.row_key for line in lines])
+    stored_states = {line.id: line.state for line in stored}
+    moved = []
+    for line in lines:
+        current = stored_states.get(line.id, line.state)
+        if current == SENDING:
+            state, error = UNRESOLVED, UNRESOLVED_REASON
+        elif current == PENDING:
+            state, error = FAILED, reason
+        else:
+            continue
+        if await settle_line(
+            connection, line.id, state=state, error=error, now=now, from_states=(PENDING, SENDING)
+        ):
+            line.state, line.error = state, error
+            moved.append(line)
+    return moved

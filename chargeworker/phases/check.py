@@ -12,6 +12,7 @@ from chargeworker.db import ledger
 from chargeworker.db.progress import load_progress, mark_once, set_values
 from chargeworker.db.tables import charge_line, page
 from chargeworker.messages import CheckMessage, CreateMessage, Target, check_message, create_message
+from chargeworker.phases.create import log_given_up
 from chargeworker.phases.push import complete_push
 from chargeworker.phases.reports import (
     CHARGE_LIST_TYPE,
@@ -149,23 +150,11 @@ def _pages_of(report: Report, page_size: int) -> list[int]:
 
 async def _give_up_unfinished(ctx: Context, report: Report) -> None:
     """Fail the open lines of rows nobody finished, so the report can say so."""
-    now = ctx.clock.now()
     async with ctx.engine.begin() as connection:
-        for line in report.lines:
-            if line.state == ledger.PENDING:
-                state, error = ledger.FAILED, NOT_PROCESSED
-            elif line.state == ledger.SENDING:
-                state, error = ledger.UNRESOLVED, "unresolved: may exist in Rev.io"
-            else:
-                continue
-            await ledger.settle_line(
-                connection,
-                line.id,
-                state=state,
-                error=error,
-                now=now,
-                from_states=(ledger.PENDING, ledger.SENDING),
-            )
+        moved = await ledger.give_up(
+            connection, report.lines, reason=NOT_PROCESSED, now=ctx.clock.now()
+        )
+    log_given_up(moved)
     log.warning("check.gave_up_unfinished", rows=len(report.unfinished))
 
 

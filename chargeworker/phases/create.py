@@ -45,7 +45,6 @@ log = structlog.get_logger()
 
 NO_CREDENTIALS = "no Rev.io credentials"
 MISSING_BILLING_DATES = "billing dates missing"
-UNRESOLVED = "unresolved: may exist in Rev.io"
 
 
 @dataclass(frozen=True)
@@ -366,35 +365,22 @@ async def _give_up(
     """Fail held lines for good; a line that may exist in Rev.io ends unresolved."""
     plural = "" if attempts == 1 else "s"
     not_created = f"not created after {attempts} attempt{plural}" if attempts else reason
-    now = ctx.clock.now()
     async with ctx.engine.begin() as connection:
-        # The ledger, not this page's copy of it, says which lines went out in doubt.
-        stored = await ledger.load_lines(connection, [line.row_key for line in lines])
-        stored_states = {line.id: line.state for line in stored}
-        for line in lines:
-            if stored_states.get(line.id, line.state) == ledger.SENDING:
-                state, error = ledger.UNRESOLVED, UNRESOLVED
-            else:
-                state, error = ledger.FAILED, not_created
-            moved = await ledger.settle_line(
-                connection,
-                line.id,
-                state=state,
-                error=error,
-                now=now,
-                from_states=(ledger.PENDING, ledger.SENDING),
-            )
-            if moved:
-                line.state, line.error = state, error
-                metrics.CHARGE_LINES.labels(line.kind, state).inc()
-                log.warning(
-                    "charge.given_up",
-                    line_id=line.id,
-                    row_id=line.row_id,
-                    kind=line.kind,
-                    state=state,
-                    reason=error,
-                )
+        moved = await ledger.give_up(connection, lines, reason=not_created, now=ctx.clock.now())
+    log_given_up(moved)
+
+
+def log_given_up(lines: list[LedgerLine]) -> None:
+    for line in lines:
+        metrics.CHARGE_LINES.labels(line.kind, line.state).inc()
+        log.warning(
+            "charge.given_up",
+            line_id=line.id,
+            row_id=line.row_id,
+            kind=line.kind,
+            state=line.state,
+            reason=line.error,
+        )
 
 
 async def _deferral_start(ctx: Context, target: Target, page_number: int) -> datetime:
