@@ -427,8 +427,13 @@ def test_charge_list_passes_checker(tmp_path: Path) -> None:
         pytest.skip(f"charge-list checker not found at {CHARGE_LIST_CHECKER}")
     rows = [
         charge_row(),
-        charge_row(msisdn="+15551230002", is_successful=False, charge_id=None,
-                   charge_amount=Decimal("1E+2"), error_message="-bad\tvalue\n"),
+        charge_row(
+            msisdn="+15551230002",
+            is_successful=False,
+            charge_id=None,
+            charge_amount=Decimal("1E+2"),
+            error_message="-bad\tvalue\n",
+        ),
         charge_row(msisdn="@x", charge_amount=Decimal("-7.5"), error_message="=1+1"),
     ]
     (tmp_path / "17.txt").write_bytes(render_charge_list(rows))

@@ -1,6 +1,5 @@
 """The three phases end to end on the embedded stack: sample push → charges, files, emails."""
 
-
 from tests.harness import Harness
 
 

@@ -74,9 +74,7 @@ class ScriptedServer:
     async def _respond(self, request: web.Request) -> web.Response:
         self.requests.append(request)
         response = self.responses.pop(0)
-        return web.Response(
-            status=response.status, text=response.body, headers=response.headers
-        )
+        return web.Response(status=response.status, text=response.body, headers=response.headers)
 
 
 def page_json(records: list[dict[str, object]], *, has_more: bool = False) -> str:
@@ -624,9 +622,7 @@ async def test_get_sends_paging_parameters(
 # Credentials
 
 
-async def test_wrong_password_unauthorized(
-    client: RevioClient, account: RevioAccount
-) -> None:
+async def test_wrong_password_unauthorized(client: RevioClient, account: RevioAccount) -> None:
     wrong = account.model_copy(update={"password": "not-the-password"})
 
     with pytest.raises(RevioUnauthorized) as caught:

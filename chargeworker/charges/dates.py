@@ -69,6 +69,10 @@ def billing_dates(
         dates = (start, end - ONE_DAY)
     else:
         dates = (start + ONE_DAY, end)
+    if dates[1] < dates[0]:
+        # A period too short for the carrier's shift (one day) is sent as stored,
+        # because Rev.io needs the end on or after the start.
+        dates = (start, end)
 
     if bill_in_advance:
         dates = (_one_month_later(dates[0]), _one_month_later(dates[1]))

@@ -76,14 +76,19 @@ def build_summary_email(
 
     Raises `ValueError` when there is no recipient or an address contains a line break.
     """
-    paragraphs = [
-        _Paragraph(
-            f"Charges of {_single_line(customer_name)} for the billing period ending "
-            f"{billing_period_end.isoformat()}."
-        ),
-    ]
     if file_name:
+        first = f"Charges of the uploaded charge file {_single_line(file_name)}"
+        if customer_name:
+            first += f" for {_single_line(customer_name)}"
+        paragraphs = [_Paragraph(f"{first}, billing periods ending by {billing_period_end}.")]
         paragraphs.append(_Paragraph(f"Uploaded charge file: {_single_line(file_name)}"))
+    else:
+        paragraphs = [
+            _Paragraph(
+                f"Charges of {_single_line(customer_name)} for the billing period ending "
+                f"{billing_period_end.isoformat()}."
+            )
+        ]
     paragraphs.append(_Paragraph(f"Rows in the charge list: {row_count}"))
     if dry_run:
         paragraphs.append(_Paragraph("This was a dry run: nothing was sent to Rev.io."))

@@ -45,8 +45,9 @@ COLUMNS = (
 MAX_FILE_NAME_LENGTH = 255
 # Rev.io accepts a charge description of at most 1500 characters.
 MAX_DESCRIPTION_LENGTH = 1500
-# NUMERIC(19,4), the platform's amount type, keeps 15 digits before the point.
-AMOUNT_LIMIT = Decimal(10) ** 15
+# Base and overage add up to one charge, and SQLite keeps amounts as 64-bit integers of
+# ten-thousandths (at most about 9.2e14), so each amount stays well below both limits.
+AMOUNT_LIMIT = Decimal(10) ** 12
 
 AMOUNT_PATTERN = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 ID_PATTERN = re.compile(r"[0-9]+")
@@ -83,6 +84,7 @@ class UploadContext:
     known_service_numbers: frozenset[str]
     product_type_ids: frozenset[int]
     previous_file_names: frozenset[str]
+    references_known: bool = True  # False when the integration authentication is unknown
 
 
 class UploadRejected(ChargeworkerError):
@@ -268,13 +270,16 @@ def _parse_record(
         return None
 
     row = _RowParser(record, columns)
-    service_number = row.service_number(context.known_service_numbers)
-    product_type_id = row.product_type_id(PRODUCT_TYPE_ID, context.product_type_ids)
+    # Without a known account nothing can be checked against its services and products.
+    known_numbers = context.known_service_numbers if context.references_known else None
+    product_type_ids = context.product_type_ids if context.references_known else None
+    service_number = row.service_number(known_numbers)
+    product_type_id = row.product_type_id(PRODUCT_TYPE_ID, product_type_ids)
     description = row.description()
     base_amount = row.amount(BASE_AMOUNT, required=True)
     overage_amount = row.amount(OVERAGE_AMOUNT, required=False)
     sms_amount = row.amount(SMS_AMOUNT, required=False)
-    sms_product_type_id = row.sms_product_type_id(sms_amount, context.product_type_ids)
+    sms_product_type_id = row.sms_product_type_id(sms_amount, product_type_ids)
     billing_start = row.date(BILLING_START)
     billing_end = row.date(BILLING_END)
     if billing_start is not None and billing_end is not None and billing_end < billing_start:
@@ -329,12 +334,12 @@ class _RowParser:
     def value(self, column: str) -> str:
         return self.record.fields[self.columns[column]].strip()
 
-    def service_number(self, known_service_numbers: frozenset[str]) -> str | None:
+    def service_number(self, known_service_numbers: frozenset[str] | None) -> str | None:
         number = self.value(SERVICE_NUMBER)
         if not number:
             self.problem(f"{SERVICE_NUMBER} is empty")
             return None
-        if number not in known_service_numbers:
+        if known_service_numbers is not None and number not in known_service_numbers:
             self.problem(
                 f"{SERVICE_NUMBER} {number!r} is not a known Rev.io service of this "
                 "integration authentication, or no device owns it"
@@ -342,7 +347,7 @@ class _RowParser:
             return None
         return number
 
-    def product_type_id(self, column: str, product_type_ids: frozenset[int]) -> int | None:
+    def product_type_id(self, column: str, product_type_ids: frozenset[int] | None) -> int | None:
         text = self.value(column)
         if not text:
             self.problem(f"{column} is empty")
@@ -351,7 +356,7 @@ class _RowParser:
             self.problem(f"{column} {text!r} is not a whole number")
             return None
         product_type_id = int(text)
-        if product_type_id not in product_type_ids:
+        if product_type_ids is not None and product_type_id not in product_type_ids:
             self.problem(
                 f"{column} {product_type_id} is not an active Rev.io product type of the tenant"
             )
@@ -359,7 +364,7 @@ class _RowParser:
         return product_type_id
 
     def sms_product_type_id(
-        self, sms_amount: Decimal | None, product_type_ids: frozenset[int]
+        self, sms_amount: Decimal | None, product_type_ids: frozenset[int] | None
     ) -> int | None:
         """Read the SMS product type, which must be set up only when there is an SMS charge."""
         text = self.value(SMS_PRODUCT_TYPE_ID)
@@ -381,6 +386,9 @@ class _RowParser:
 
     def description(self) -> str | None:
         description = self.value(DESCRIPTION)
+        if not description.strip():
+            self.problem(f"{DESCRIPTION} is empty. Rev.io needs a description for every charge.")
+            return None
         if len(description) > MAX_DESCRIPTION_LENGTH:
             self.problem(
                 f"{DESCRIPTION} has {len(description)} characters, more than the maximum "

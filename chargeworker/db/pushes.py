@@ -18,6 +18,7 @@ class PushState:
     instance_ids: tuple[int, ...]
     enqueued: dict[int, list[int]]  # instance id → its winning queue ids
     wait_started_at: datetime | None
+    reported_queue_ids: frozenset[int]  # queues named in the push's summary, once sent
 
     @property
     def missing_instance_ids(self) -> list[int]:
@@ -92,9 +93,13 @@ async def record_enqueued_instance(
 
 async def load_push(connection: AsyncConnection, instance_ids: tuple[int, ...]) -> PushState:
     key = await push_key(connection, instance_ids)
-    wait_started_at = await connection.scalar(
-        select(push.c.wait_started_at).where(push.c.push_key == key)
-    )
+    record = (
+        await connection.execute(
+            select(push.c.wait_started_at, push.c.reported_queue_ids).where(push.c.push_key == key)
+        )
+    ).first()
+    wait_started_at = record.wait_started_at if record else None
+    reported = _parse_ids(record.reported_queue_ids if record else None)
     enqueued: dict[int, list[int]] = {}
     rows = await connection.execute(
         select(push_instance.c.instance_id, push_instance.c.winning_queue_ids).where(
@@ -102,21 +107,36 @@ async def load_push(connection: AsyncConnection, instance_ids: tuple[int, ...]) 
         )
     )
     for instance_id, queue_text in rows:
-        enqueued[instance_id] = [int(q) for q in queue_text.split(",") if q]
+        enqueued[instance_id] = sorted(_parse_ids(queue_text))
     ordered = tuple(sorted(set(instance_ids)))
-    return PushState(key, ordered, enqueued, wait_started_at)
+    return PushState(key, ordered, enqueued, wait_started_at, reported)
+
+
+def _parse_ids(text: str | None) -> frozenset[int]:
+    return frozenset(int(part) for part in (text or "").split(",") if part)
+
+
+async def record_reported_queues(
+    connection: AsyncConnection, key: str, queue_ids: list[int]
+) -> None:
+    """Record which queues the push's summary covers; a later queue reports on its own."""
+    await connection.execute(
+        update(push)
+        .where(push.c.push_key == key)
+        .values(reported_queue_ids=",".join(str(queue_id) for queue_id in queue_ids))
+    )
 
 
 async def start_waiting(
     connection: AsyncConnection, instance_ids: tuple[int, ...], now: datetime
-) -> datetime:
-    """Return when the push's summary began waiting for missing work, starting it now if new."""
+) -> tuple[datetime, bool]:
+    """Return when the push began waiting for missing work, and whether this call started it."""
     key = await push_key(connection, instance_ids)
     await _ensure_push(connection, key, instance_ids, now)
-    await connection.execute(
+    result = await connection.execute(
         update(push)
         .where(push.c.push_key == key, push.c.wait_started_at.is_(None))
         .values(wait_started_at=now)
     )
     started = await connection.scalar(select(push.c.wait_started_at).where(push.c.push_key == key))
-    return started or now
+    return started or now, result.rowcount == 1

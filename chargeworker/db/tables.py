@@ -108,6 +108,7 @@ push = Table(
     Column("push_key", String(64), primary_key=True),
     Column("instance_ids", Text, nullable=False),
     Column("wait_started_at", DateTime),
+    Column("reported_queue_ids", Text),
     Column("created_at", DateTime, nullable=False),
 )
 
@@ -120,6 +121,16 @@ push_instance = Table(
     Column("winning_queue_ids", Text, nullable=False),
     Column("enqueued_at", DateTime, nullable=False),
     PrimaryKeyConstraint("push_key", "instance_id", name="pk_cw_push_instance"),
+)
+
+# Names of uploaded files, compared without case and spaces; the key makes a second
+# upload of one name fail even when both run at the same time.
+upload_name = Table(
+    "cw_upload_name",
+    metadata,
+    Column("name_key", String(255), primary_key=True),
+    Column("file_id", Integer),
+    Column("created_at", DateTime, nullable=False),
 )
 
 # Emails of a queue, file or push: `sending` before SES is called, `sent` after.

@@ -50,9 +50,11 @@ async def handle_check(ctx: Context, message: CheckMessage) -> None:
 
     await _write_charge_list(ctx, report)
     if is_push_queue:
-        # A push's queues send no email of their own: the push sends one for all.
-        await complete_push(ctx, message, waiting=message.push.is_last_instance)
-        return
+        # A push's queues send no email of their own: the push sends one for all,
+        # unless it went out before this queue was ready.
+        covered = await complete_push(ctx, message, waiting=message.push.is_last_instance)
+        if covered:
+            return
     await _send_summary(ctx, report)
 
 

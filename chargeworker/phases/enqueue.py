@@ -46,6 +46,7 @@ async def handle_enqueue(ctx: Context, message: EnqueueMessage) -> None:
     account_id = pinned_account(instance, message.push)
 
     ends_push = message.push.is_multiple_instance and message.push.is_last_instance
+    last_message_sent = False
     for position, queue_id in enumerate(winning_queue_ids):
         target = Target("queue", queue_id)
         # Of a push's last instance, only the last create message carries
@@ -55,18 +56,22 @@ async def handle_enqueue(ctx: Context, message: EnqueueMessage) -> None:
         delay_s = ctx.settings.last_instance_delay_s if is_last else 0
         with structlog.contextvars.bound_contextvars(queue_id=queue_id):
             rows_added = await _fill_charge_queue(ctx, instance, target, account_id)
-            await _send_first_page(ctx, instance, target, push, delay_s)
+            sent = await _send_first_page(ctx, instance, target, push, delay_s)
+            last_message_sent = last_message_sent or (sent and is_last)
             log.info("enqueue.queue_filled", rows_added=rows_added)
 
     if message.push.is_multiple_instance:
-        await _record_in_push(ctx, message, winning_queue_ids, ends_push)
+        # The push's summary waits on a message that carries IsLastInstanceId=1; when
+        # no create message carried it, a push check must.
+        needs_push_check = ends_push and not last_message_sent
+        await _record_in_push(ctx, message, winning_queue_ids, needs_push_check)
     log.info("enqueue.done", winning_queues=len(winning_queue_ids))
 
 
 async def _record_in_push(
-    ctx: Context, message: EnqueueMessage, winning_queue_ids: list[int], ends_push: bool
+    ctx: Context, message: EnqueueMessage, winning_queue_ids: list[int], send_push_check: bool
 ) -> None:
-    """Record the instance as enqueued; the push's last instance without queues sends its check."""
+    """Record the instance as enqueued, and send the push check when asked to."""
     async with ctx.engine.begin() as connection:
         await record_enqueued_instance(
             connection,
@@ -75,7 +80,7 @@ async def _record_in_push(
             winning_queue_ids,
             ctx.clock.now(),
         )
-    if ends_push and not winning_queue_ids:
+    if send_push_check:
         push_check = CheckMessage(target=None, push=message.push)
         await ctx.aws.send(check_message(push_check, delay_s=ctx.settings.last_instance_delay_s))
         log.info("enqueue.push_check_sent")
@@ -266,15 +271,20 @@ def _charge_queue_row(
 
 async def _send_first_page(
     ctx: Context, instance: Instance, target: Target, push: Push, delay_s: int
-) -> None:
-    """Send page 1 unless an earlier copy of this message already did."""
+) -> bool:
+    """Send page 1 unless an earlier message already did; True when this call sent it.
+
+    The page is sent before it is recorded: a crash in between sends it twice,
+    which the ledger makes harmless, where the other order could lose it.
+    """
     async with ctx.engine.connect() as connection:
         record = await load_progress(connection, target)
     if record is not None and record.create_sent_at is not None:
         log.info("enqueue.create_already_sent")
-        return
+        return False
 
     page_one = CreateMessage(target=target, push=push, portal_type_id=instance.portal_type_id)
     await ctx.aws.send(create_message(page_one, delay_s=delay_s))
     async with ctx.engine.begin() as connection:
         await set_values(connection, target, create_sent_at=ctx.clock.now())
+    return True

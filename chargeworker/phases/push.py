@@ -1,5 +1,7 @@
 """The end of a multi-instance push: one consolidated summary once every queue is written."""
 
+from dataclasses import replace
+
 import aiohttp
 import structlog
 from sqlalchemy import select
@@ -18,7 +20,12 @@ from chargeworker.charges.workbooks import (
     build_summary_zip,
 )
 from chargeworker.context import Context
-from chargeworker.db.pushes import PushState, load_push, start_waiting
+from chargeworker.db.pushes import (
+    PushState,
+    load_push,
+    record_reported_queues,
+    start_waiting,
+)
 from chargeworker.db.tables import progress
 from chargeworker.errors import TransientError
 from chargeworker.messages import CheckMessage, Target, check_message
@@ -35,34 +42,59 @@ from chargeworker.phases.reports import (
 log = structlog.get_logger()
 
 
-async def complete_push(ctx: Context, message: CheckMessage, *, waiting: bool) -> None:
+async def complete_push(ctx: Context, message: CheckMessage, *, waiting: bool) -> bool:
     """Send the push's summary when it is complete; a waiting check re-checks until then.
 
     The push is complete when every instance is recorded as enqueued and every
     one of their winning queues has its charge list written. A waiting check
-    gives up after `push_wait_limit_s` and reports what exists.
+    gives up after `push_wait_limit_s` and reports what exists. Return False when
+    the push was reported before without the message's queue, which must then
+    report on its own so that its charges reach an email.
     """
     async with ctx.engine.connect() as connection:
         state = await load_push(connection, message.push.instance_ids)
     structlog.contextvars.bind_contextvars(push_key=state.push_key[:12])
     if await is_email_sent(ctx, "push", state.push_key):
+        target = message.target
+        if target is not None and target.id not in state.reported_queue_ids:
+            log.warning("push.queue_after_summary", queue_id=target.id)
+            return False
         log.info("push.already_reported")
-        return
+        return True
 
     written = await _written_queue_ids(ctx, state.queue_ids)
     missing = _missing_instances(state, written)
     if missing:
         if not waiting:
-            log.info("push.incomplete", missing_instances=missing)
-            return
+            await _make_sure_someone_waits(ctx, message, missing)
+            return True
         if not await _waited_long_enough(ctx, message, missing):
-            return
+            return True
         log.warning("push.wait_limit_reached", missing_instances=missing)
 
     reports = [
         await load_report(ctx, Target("queue", queue_id), message.push) for queue_id in written
     ]
+    async with ctx.engine.begin() as connection:
+        await record_reported_queues(connection, state.push_key, written)
     await _send_push_summary(ctx, state, reports, missing)
+    return True
+
+
+async def _make_sure_someone_waits(ctx: Context, message: CheckMessage, missing: list[int]) -> None:
+    """Start the push's wait and send a waiting push check, once per push.
+
+    The last instance's check normally waits; if that instance's message was
+    lost or dead-lettered, this check still ends the push after the wait limit.
+    """
+    async with ctx.engine.begin() as connection:
+        _started, is_new = await start_waiting(
+            connection, message.push.instance_ids, ctx.clock.now()
+        )
+    if is_new:
+        push_check = CheckMessage(target=None, push=replace(message.push, is_last_instance=True))
+        await ctx.aws.send(check_message(push_check, delay_s=ctx.settings.check_retry_delay_s))
+    log.info("push.incomplete", missing_instances=missing, waiting_check_sent=is_new)
 
 
 async def _written_queue_ids(ctx: Context, queue_ids: list[int]) -> list[int]:
@@ -92,7 +124,7 @@ async def _waited_long_enough(ctx: Context, message: CheckMessage, missing: list
     """Re-send the waiting check unless the wait has reached its limit."""
     now = ctx.clock.now()
     async with ctx.engine.begin() as connection:
-        started = await start_waiting(connection, message.push.instance_ids, now)
+        started, _is_new = await start_waiting(connection, message.push.instance_ids, now)
     if (now - started).total_seconds() >= ctx.settings.push_wait_limit_s:
         return True
     await ctx.aws.send(check_message(message, delay_s=ctx.settings.check_retry_delay_s))

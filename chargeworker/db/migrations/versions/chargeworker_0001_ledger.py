@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.Column("push_key", sa.String(64), primary_key=True),
         sa.Column("instance_ids", sa.Text, nullable=False),
         sa.Column("wait_started_at", sa.DateTime),
+        sa.Column("reported_queue_ids", sa.Text),
         sa.Column("created_at", sa.DateTime, nullable=False),
     )
     op.create_table(
@@ -100,6 +101,12 @@ def upgrade() -> None:
         sa.Column("winning_queue_ids", sa.Text, nullable=False),
         sa.Column("enqueued_at", sa.DateTime, nullable=False),
         sa.PrimaryKeyConstraint("push_key", "instance_id", name="pk_cw_push_instance"),
+    )
+    op.create_table(
+        "cw_upload_name",
+        sa.Column("name_key", sa.String(255), primary_key=True),
+        sa.Column("file_id", sa.Integer),
+        sa.Column("created_at", sa.DateTime, nullable=False),
     )
     op.create_table(
         "cw_email",
@@ -117,6 +124,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("cw_email")
+    op.drop_table("cw_upload_name")
     op.drop_table("cw_push_instance")
     op.drop_table("cw_push")
     op.drop_table("cw_charge_line")
