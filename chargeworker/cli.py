@@ -21,7 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("run", help="run the daemon on the three queues until SIGTERM/SIGINT")
+    commands.add_parser(
+        "run",
+        help="run the daemon on the three queues until SIGTERM/SIGINT",
+        description="Run the daemon. Needs CHARGEWORKER_ENQUEUE_QUEUE_URL, "
+        "CHARGEWORKER_CREATE_QUEUE_URL and CHARGEWORKER_CHECK_QUEUE_URL.",
+    )
 
     enqueue = commands.add_parser("enqueue", help="send the enqueue message(s) of one push")
     enqueue.add_argument(
@@ -42,7 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     upload = commands.add_parser(
         "upload", help="validate a charge CSV, store its rows and send its FileId message"
     )
-    upload.add_argument("file", type=Path, metavar="FILE.csv", help="the charge file")
+    upload.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE.csv",
+        help="the charge file: a header row with RevIoServiceNumber, RevIoProductTypeId, "
+        "Description, BaseChargeAmount, OverageChargeAmount, SmsChargeAmount, "
+        "SmsRevIoProductTypeId, BillingStartDate, BillingEndDate",
+    )
     upload.add_argument(
         "--integration-auth",
         type=int,
@@ -63,12 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole flow on the embedded stack")
     demo.add_argument(
         "--devices",
-        type=int,
+        type=_positive_int,
         default=60,
         metavar="N",
-        help="devices in the sample, over all winning queues (default 60)",
+        help="devices of the first sample session, spread over its winning queues; "
+        "each comm group gets at least 3 (default 60)",
     )
-    demo.add_argument("--seed", type=int, default=7, metavar="S", help="sample seed")
+    demo.add_argument("--seed", type=int, default=7, metavar="S", help="sample seed (default 7)")
     demo.add_argument(
         "--keep", type=Path, metavar="DIR", help="write the charge lists and emails (.eml) into DIR"
     )
@@ -76,10 +89,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     try:
         if arguments.command == "demo":
+            keep: Path | None = arguments.keep
+            if keep is not None and keep.exists() and not keep.is_dir():
+                raise ConfigurationError(f"--keep {keep}: exists and is not a folder")
             return asyncio.run(_demo(arguments))
         settings = load_settings()
         configure_logging(settings.log_format, settings.log_level)

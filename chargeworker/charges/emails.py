@@ -146,6 +146,12 @@ def build_error_notification(
     return message.as_bytes()
 
 
+# Python's header folder moves a long subject with parentheses whole onto a
+# continuation line, which readers then show with a leading space. RFC 5322 allows
+# lines of up to 998 characters, so headers are not folded below that.
+_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
 def _new_message(sender: str, recipients: Sequence[str], subject: str) -> EmailMessage:
     if not recipients:
         raise ValueError("the email has no recipients. Set at least one recipient address.")
@@ -153,7 +159,7 @@ def _new_message(sender: str, recipients: Sequence[str], subject: str) -> EmailM
     # policy.SMTP ends lines with CRLF, as RFC 5322 requires of a raw message.
     # NOTE: no Date or Message-ID header is set, which keeps these builders free of the
     # clock. Whether SES adds a missing Date header has not been checked.
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = _address(sender, "sender")
     message["To"] = ", ".join(_address(recipient, "recipient") for recipient in recipients)
     message["Subject"] = _single_line(subject)

@@ -86,7 +86,12 @@ async def _send_summary(ctx: Context, report: Report) -> None:
     )
     subject_id = str(report.target.id)
     await send_error_notification(
-        ctx, report.target.kind, subject_id, addressing, report.error_items()
+        ctx,
+        report.target.kind,
+        subject_id,
+        addressing,
+        report.error_items(),
+        about=report.description,
     )
     await send_once(ctx, report.target.kind, subject_id, "summary", raw)
 

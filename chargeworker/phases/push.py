@@ -137,7 +137,15 @@ async def _send_push_summary(
 ) -> None:
     addressing = await load_addressing(ctx)
     error_items = [item for report in reports for item in report.error_items()]
-    await send_error_notification(ctx, "push", state.push_key, addressing, error_items)
+    instances = ", ".join(str(instance_id) for instance_id in state.instance_ids)
+    await send_error_notification(
+        ctx,
+        "push",
+        state.push_key,
+        addressing,
+        error_items,
+        about=f"push of instances {instances}",
+    )
 
     if ctx.settings.proxy_url:
         payload = _proxy_payload(ctx, state, reports)

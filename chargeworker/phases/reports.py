@@ -59,6 +59,12 @@ class Report:
         return f"{self.target.id}.txt"
 
     @property
+    def description(self) -> str:
+        """Name the queue or file for a person: kind, id, and customer or file name."""
+        name = self.file_name if self.target.kind == "file" else self.customer_name
+        return f"{self.target}, {name}" if name else str(self.target)
+
+    @property
     def unfinished(self) -> list[ChargeRow]:
         return [row for row in self.rows if not row.is_processed]
 
@@ -314,14 +320,20 @@ async def send_error_notification(
     subject_id: str,
     addressing: Addressing,
     items: list[ErrorItem],
+    *,
+    about: str,
 ) -> None:
-    """Send the list of rows that failed for good or are unresolved, once; none when empty."""
+    """Send the list of rows that failed for good or are unresolved, once; none when empty.
+
+    `about` names the queue, file or push in the subject, so the email can be
+    matched with its summary.
+    """
     if not items:
         return
     raw = build_error_notification(
         sender=addressing.sender,
         recipients=addressing.recipients,
-        subject=f"Errors: {addressing.subject}",
+        subject=f"Errors: {addressing.subject} ({about})",
         items=items,
     )
     await send_once(ctx, subject_kind, subject_id, "errors", raw)
