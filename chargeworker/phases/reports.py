@@ -1,4 +1,4 @@
-"""What phase 3 reports for one queue or file: its rows, charge list and emails."""
+"""Phase 3's report of one queue or file: its rows, charge list and emails."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
