@@ -275,16 +275,25 @@ def create_message(message: CreateMessage, *, delay_s: int = 0) -> OutgoingMessa
         }
     else:
         attributes = {
-            "QueueId": str(target.id),
-            **_push_attributes(push),
-            "PortalTypeId": str(message.portal_type_id),
-            "CurrentIntegrationAuthenticationId": account,
-            SUMMARY_STEP: push.summary_step,
-            "RetryNumber": str(message.retry_number),
+            **_queue_attributes(target, push, message.portal_type_id, message.retry_number),
             "PageNumber": str(message.page_number),
             "RetryCount": str(message.retry_count),
         }
     return OutgoingMessage("create", _body(target), attributes, delay_s)
+
+
+def _queue_attributes(
+    target: Target, push: Push, portal_type_id: int, retry_number: int
+) -> dict[str, str]:
+    """Attributes that the create and check messages of a queue share, in wire order."""
+    return {
+        "QueueId": str(target.id),
+        **_push_attributes(push),
+        "PortalTypeId": str(portal_type_id),
+        "CurrentIntegrationAuthenticationId": str(push.integration_authentication_id),
+        SUMMARY_STEP: push.summary_step,
+        "RetryNumber": str(retry_number),
+    }
 
 
 def check_message(message: CheckMessage, *, delay_s: int = 0) -> OutgoingMessage:
@@ -308,13 +317,6 @@ def check_message(message: CheckMessage, *, delay_s: int = 0) -> OutgoingMessage
         }
         body = _body(target)
     else:
-        attributes = {
-            "QueueId": str(target.id),
-            **_push_attributes(push),
-            "PortalTypeId": str(message.portal_type_id),
-            "CurrentIntegrationAuthenticationId": account,
-            SUMMARY_STEP: push.summary_step,
-            "RetryNumber": retry_number,
-        }
+        attributes = _queue_attributes(target, push, message.portal_type_id, message.retry_number)
         body = _body(target)
     return OutgoingMessage("check", body, attributes, delay_s)
