@@ -1,9 +1,11 @@
 """A test harness around the embedded stack: one moto server per session, fresh queues,
 bucket, database and Rev.io simulator per test, and the daemon run until idle."""
 
+import asyncio
 import email
+import inspect
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import policy
@@ -181,3 +183,32 @@ class Harness:
 
 def unique_name() -> str:
     return f"cw{uuid.uuid4().hex[:10]}"
+
+
+@asynccontextmanager
+async def running_daemon(ctx: Context) -> AsyncIterator[Daemon]:
+    """Run the daemon for the body of the block, then drain and close it."""
+    daemon = Daemon(ctx)
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.drain()
+        await daemon.close()
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout_s: float = 20,
+    poll_s: float = 0.05,
+) -> bool:
+    """Poll `condition` until it is true or time is up, and return whether it was."""
+    for _ in range(int(timeout_s / poll_s)):
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        await asyncio.sleep(poll_s)
+    return False

@@ -7,7 +7,6 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from chargeworker import daemon as daemon_module
-from chargeworker.context import Context
 from chargeworker.daemon import Daemon
 from chargeworker.db.engine import create_engine, upgrade_schema
 from chargeworker.devstack.local_aws import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalAws
 from chargeworker.devstack.revio_simulator import RevioSimulator
 from tests.harness import Harness, unique_name
+from tests.harness import running_daemon as running
 
 STARTUP_TIMEOUT_S = 20
 SHUTDOWN_GRACE_S = 5
@@ -37,18 +36,6 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> 
 def received(queue: str) -> float:
     value = REGISTRY.get_sample_value("chargeworker_messages_received_total", {"queue": queue})
     return value or 0.0
-
-
-@asynccontextmanager
-async def running(ctx: Context) -> AsyncIterator[Daemon]:
-    """Start a daemon with its health server on a free port, then drain and close it."""
-    daemon = Daemon(ctx)
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.drain()
-        await daemon.close()
 
 
 async def get(daemon: Daemon, path: str) -> tuple[int, str]:

@@ -6,14 +6,11 @@ charge list, it sends one consolidated email with a zip of one workbook per queu
 or POSTs the summary to the portal proxy when `proxy_url` is set.
 """
 
-import asyncio
-import inspect
 import io
 import json
 import zipfile
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -46,7 +43,7 @@ from chargeworker.messages import (
 from chargeworker.phases.create import handle_create
 from chargeworker.phases.enqueue import handle_enqueue
 from tests.conftest import _harness
-from tests.harness import Harness
+from tests.harness import Harness, running_daemon, wait_until
 
 # A one-second long poll returns as soon as a message arrives, and keeps the three
 # consumers from spinning on moto. Waiting checks come back after one second, and
@@ -66,32 +63,6 @@ NON_REV_CUSTOMER_NAME = "Prairie Offline Fleet"
 
 
 # --- running the daemon -----------------------------------------------------------------
-
-
-@asynccontextmanager
-async def running_daemon(ctx: Context) -> AsyncIterator[Daemon]:
-    """Run the daemon for the body of the block, then drain and close it."""
-    daemon = Daemon(ctx)
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.drain()
-        await daemon.close()
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout_s: float = 20
-) -> bool:
-    """Poll `condition` every 50 ms until it is true or time is up, and return whether it was."""
-    for _ in range(int(timeout_s / 0.05)):
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def wait_until_idle(

@@ -8,10 +8,8 @@ is lost silently, no message is lost silently.
 """
 
 import asyncio
-import inspect
+import functools
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -45,7 +43,8 @@ from chargeworker.messages import (
 )
 from chargeworker.phases.create import handle_create
 from chargeworker.phases.enqueue import handle_enqueue
-from tests.harness import Harness, unique_name
+from tests.harness import Harness, running_daemon, unique_name
+from tests.harness import wait_until as wait_until_every
 
 # The harness polls SQS without waiting, so the three consumers spin on moto, which
 # serves from this process, and slow every run. A one-second long poll still returns
@@ -72,6 +71,10 @@ PERSISTENT = 10_000
 # Page copies that run at the same time meet each other's live leases, and a copy
 # that meets one is sent again after the lease's remaining time (120 s by default).
 SHORT_LEASE: dict[str, Any] = {"lease_s": 2}
+
+
+# Some cases catch a short-lived moment, so they poll every 20 ms.
+wait_until = functools.partial(wait_until_every, poll_s=0.02)
 
 
 def settings(**overrides: Any) -> dict[str, Any]:
@@ -112,18 +115,6 @@ async def run_page(
     await handle_create(ctx, page_message(instance, queue_id, page_number))
 
 
-@asynccontextmanager
-async def running_daemon(ctx: Context) -> AsyncIterator[Daemon]:
-    """Run the daemon for the body of the block, then drain and close it."""
-    daemon = Daemon(ctx)
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.drain()
-        await daemon.close()
-
-
 async def wait_until_idle(
     harness: Harness, ctx: Context, daemon: Daemon, *, timeout_s: float = 30
 ) -> None:
@@ -139,20 +130,6 @@ async def wait_until_idle(
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"the daemon was still busy after {timeout_s} s")
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout_s: float = 20
-) -> bool:
-    """Poll `condition` every 20 ms until it is true or time is up, and return whether it was."""
-    for _ in range(int(timeout_s / 0.02)):
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 def outcome_count(daemon: Daemon, queue: QueueName, outcome: str) -> int:
