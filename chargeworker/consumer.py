@@ -183,11 +183,11 @@ class Consumer:
 
 def _resendable(attributes: dict[str, Any]) -> dict[str, Any]:
     """Keep each attribute's DataType and value, dropping SQS's read-only list fields."""
-    kept = {}
+    copied = {}
     for name, attribute in attributes.items():
         value = {"DataType": attribute["DataType"]}
         for field in ("StringValue", "BinaryValue"):
             if field in attribute:
                 value[field] = attribute[field]
-        kept[name] = value
-    return kept
+        copied[name] = value
+    return copied

@@ -1,4 +1,4 @@
-"""What every phase handler is handed: settings and the long-lived clients."""
+"""The context passed to every phase handler: settings and the long-lived clients."""
 
 from dataclasses import dataclass
 

@@ -1,4 +1,4 @@
-"""The daemon: start consumers and the health server, run until told to stop, drain, close."""
+"""The daemon: start consumers and the health server, run until a stop signal, drain, close."""
 
 import asyncio
 import signal

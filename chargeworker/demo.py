@@ -22,7 +22,7 @@ from chargeworker.devstack.stack import EmbeddedStack
 from chargeworker.runtime import open_context
 from chargeworker.uploads import upload_file
 
-# The simulator answers 429 above this many requests a minute. The daemon's limiter
+# The simulator returns 429 above this many requests a minute. The daemon's limiter
 # stays below it, so the demo finishes in seconds.
 DEMO_SIMULATOR_RATE_PER_MINUTE = 6_000
 DEMO_CLIENT_RATE_PER_MINUTE = 5_000
@@ -121,9 +121,9 @@ async def _run(
     if keep is not None:
         for number, raw in enumerate(raw_emails, start=1):
             await _write_file(keep / f"email-{number:02d}.eml", raw)
-    held = report.pop("held_charge_ids")
+    held_charge_ids = report.pop("held_charge_ids")
     report.pop("charge_list_keys")
-    report["revio"] = revio_report(stack.simulator, held)
+    report["revio"] = revio_report(stack.simulator, held_charge_ids)
     report["files"] = files
     report["emails"] = [describe_email(raw) for raw in raw_emails]
     return report

@@ -2,7 +2,7 @@
 
 A handler raises `PermanentError` for a message that can never succeed (it goes
 to the dead-letter queue) and `TransientError` for one that may succeed later
-(it stays in SQS). Rev.io errors say what happened to one request, so the
+(it stays in SQS). Rev.io errors describe what happened to one request, so the
 create phase can decide the fate of each charge line.
 """
 
@@ -38,7 +38,7 @@ class RevioError(ChargeworkerError):
 
 
 class RevioRejected(RevioError):
-    """Rev.io answered 400, 404, 409 or 422: the request is wrong and will stay wrong."""
+    """Rev.io returned 400, 404, 409 or 422: the request is invalid and will stay invalid."""
 
 
 class RevioThrottled(RevioError):
@@ -57,7 +57,7 @@ class RevioThrottled(RevioError):
 
 
 class RevioUnauthorized(RevioError):
-    """Rev.io answered 401 or a 403 that is not about quota; credentials may be fixed later."""
+    """Rev.io returned 401, or a 403 not about quota, so the credentials may be fixed later."""
 
 
 class RevioUnavailable(RevioError):

@@ -1,9 +1,9 @@
 """The three SQS message kinds: parsed from and written to message attributes.
 
 The attribute names and encodings are those of the functions chargeworker
-replaces, so either side can be swapped one phase at a time: attributes are
-read whatever their DataType, written as `String`, booleans travel as "0"/"1"
-and an empty string counts as absent.
+replaces, so either side can be swapped one phase at a time. Attributes are
+read whatever their DataType and written as `String`. Booleans travel as
+"0"/"1", and an empty string counts as absent.
 """
 
 import re
@@ -38,7 +38,7 @@ class Push:
 
 @dataclass(frozen=True)
 class Target:
-    """What a create or check message works on: a winning queue or an uploaded file."""
+    """Target of a create or check message: a winning queue or an uploaded file."""
 
     kind: TargetKind
     id: int

@@ -65,7 +65,7 @@ async def upload_file(
     try:
         message_id = await ctx.aws.send(message)
     except TransientError:
-        # Without its message nobody would process the file, so it is taken back whole.
+        # Without its message the file would never be processed, so it is removed whole.
         async with ctx.engine.begin() as connection:
             await _remove(connection, file_id)
         log.error("upload.message_failed_file_removed", file_id=file_id, file_name=file_name)

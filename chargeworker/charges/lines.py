@@ -128,23 +128,23 @@ def plan_row(row: ChargeRow, *, itemized: bool, start_date: date, end_date: date
     if not row.rate_plan_code:
         return RowPlan(row, [], row_error=RATE_PLAN_NOT_FOUND)
 
-    wanted: list[tuple[LineKind, Decimal, tuple[int | None, int | None], str]] = []
+    needed: list[tuple[LineKind, Decimal, tuple[int | None, int | None], str]] = []
     if itemized:
         if row.device_charge > 0 and row.rate_amount > 0:
             description = rate_description(row.rate_plan_name, row.usage_mb)
-            wanted.append(("rate", row.rate_amount, row.rate_product, description))
+            needed.append(("rate", row.rate_amount, row.rate_product, description))
         if row.device_charge > 0 and row.overage_amount > 0:
             description = overage_description(row.usage_mb)
-            wanted.append(("overage", row.overage_amount, row.overage_product, description))
+            needed.append(("overage", row.overage_amount, row.overage_product, description))
     elif row.device_charge > 0:
         description = usage_description(row.usage_mb)
-        wanted.append(("usage", row.device_charge, row.rate_product, description))
+        needed.append(("usage", row.device_charge, row.rate_product, description))
     if row.sms_amount > 0 and not row.is_bill_in_advance:
-        wanted.append(("sms", row.sms_amount, row.sms_product, sms_description(row.sms_usage)))
+        needed.append(("sms", row.sms_amount, row.sms_product, sms_description(row.sms_usage)))
 
     lines = [
         _line(kind, amount, product, description, start_date, end_date)
-        for kind, amount, product, description in wanted
+        for kind, amount, product, description in needed
     ]
     return RowPlan(row, lines)
 
@@ -152,14 +152,14 @@ def plan_row(row: ChargeRow, *, itemized: bool, start_date: date, end_date: date
 def plan_file_row(row: ChargeRow, *, start_date: date, end_date: date) -> RowPlan:
     """Decide an uploaded-file row's lines: usage (base + overage) and SMS, with its description."""
     description = row.description[:MAX_DESCRIPTION_LENGTH]
-    wanted: list[tuple[LineKind, Decimal, tuple[int | None, int | None]]] = []
+    needed: list[tuple[LineKind, Decimal, tuple[int | None, int | None]]] = []
     if row.device_charge > 0:
-        wanted.append(("usage", row.device_charge, row.rate_product))
+        needed.append(("usage", row.device_charge, row.rate_product))
     if row.sms_amount > 0:
-        wanted.append(("sms", row.sms_amount, row.sms_product))
+        needed.append(("sms", row.sms_amount, row.sms_product))
     lines = [
         _line(kind, amount, product, description, start_date, end_date)
-        for kind, amount, product in wanted
+        for kind, amount, product in needed
     ]
     return RowPlan(row, lines)
 

@@ -73,7 +73,7 @@ class UploadLine:
 
 @dataclass(frozen=True)
 class UploadContext:
-    """What an uploaded file is checked against, read from the platform's tables.
+    """Platform data that an uploaded file is checked against.
 
     `known_service_numbers` contains the `RevService` numbers of the file's integration
     authentication that a device owns. `product_type_ids` contains the tenant's active,

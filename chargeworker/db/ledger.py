@@ -229,8 +229,8 @@ async def give_up(
     """Close open lines for good and return those moved, with their new state.
 
     A pending line fails with `reason`. A line that went out in doubt ends
-    unresolved, because its charge may exist in Rev.io and nobody should push it
-    again blindly. The stored states decide, not the caller's copies.
+    unresolved, because its charge may exist in Rev.io and must not be
+    pushed again blindly. The stored states decide, not the caller's copies.
     """
     stored = await load_lines(connection, [line.row_key for line in lines])
     stored_states = {line.id: line.state for line in stored}

@@ -123,8 +123,8 @@ push_instance = Table(
     PrimaryKeyConstraint("push_key", "instance_id", name="pk_cw_push_instance"),
 )
 
-# Names of uploaded files, compared without case and spaces; the key makes a second
-# upload of one name fail even when both run at the same time.
+# Names of uploaded files, compared without case and spaces. The key makes a second
+# upload of one name fail, even when both run at the same time.
 upload_name = Table(
     "cw_upload_name",
     metadata,

@@ -49,7 +49,7 @@ async def make_non_rev(engine: AsyncEngine, instance_id: int) -> str:
 async def sample_charge_file(
     engine: AsyncEngine, integration_authentication_id: int, *, lines: int = 6
 ) -> bytes:
-    """Write a charge CSV for numbers the account knows and devices own, as an operator would."""
+    """Write a charge CSV, as an operator would, for the account's numbers that devices own."""
     service, product_type, auth = p.rev_service, p.rev_product_type, p.integration_authentication
     async with engine.connect() as connection:
         known = set(

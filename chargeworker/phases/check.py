@@ -156,7 +156,7 @@ def _pages_of(report: Report, page_size: int) -> list[int]:
 
 
 async def _give_up_unfinished(ctx: Context, report: Report) -> None:
-    """Fail the open lines of unfinished rows, so the report can say so."""
+    """Fail the open lines of unfinished rows, so the report shows them."""
     async with ctx.engine.begin() as connection:
         moved = await ledger.give_up(
             connection, report.lines, reason=NOT_PROCESSED, now=ctx.clock.now()

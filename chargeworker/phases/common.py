@@ -1,12 +1,16 @@
 """Steps that the create and check phases share."""
 
+from datetime import date
+
 import structlog
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chargeworker.charges.dates import billing_dates
+from chargeworker.charges.lines import ChargeRow
 from chargeworker.context import Context
 from chargeworker.db.progress import ensure_progress, load_progress
-from chargeworker.db.reads import load_instance, load_queue_instance_id
+from chargeworker.db.reads import Instance, load_instance, load_queue_instance_id
 from chargeworker.errors import PermanentError
 from chargeworker.messages import Push, Target
 
@@ -42,4 +46,26 @@ async def load_or_adopt_progress(
         portal_type_id=instance.portal_type_id,
         integration_authentication_id=account_id,
         now=ctx.clock.now(),
+    )
+
+
+def charge_dates(
+    ctx: Context, instance: Instance | None, row: ChargeRow, integration_names: dict[int, str]
+) -> tuple[date, date] | None:
+    """Return the dates a row's charges carry, after the carrier's rule.
+
+    A queue's rows use the instance's billing period, an uploaded file's rows their
+    own dates. None when a file row has no dates.
+    """
+    if instance is not None:
+        period = (instance.billing_period_start, instance.billing_period_end)
+    elif row.billing_start_date and row.billing_end_date:
+        period = (row.billing_start_date, row.billing_end_date)
+    else:
+        return None
+    return billing_dates(
+        *period,
+        integration_names.get(row.service_provider_id or 0),
+        bill_in_advance=row.is_bill_in_advance,
+        names=ctx.integration_names,
     )

@@ -9,7 +9,6 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from chargeworker import metrics
-from chargeworker.charges.dates import billing_dates
 from chargeworker.charges.lines import ChargeRow, RowPlan, plan_file_row, plan_row
 from chargeworker.context import Context
 from chargeworker.db import ledger
@@ -37,7 +36,7 @@ from chargeworker.db.rows import (
 from chargeworker.db.tables import page as page_table
 from chargeworker.errors import PermanentError, TransientError
 from chargeworker.messages import CheckMessage, CreateMessage, Target, check_message, create_message
-from chargeworker.phases.common import load_or_adopt_progress
+from chargeworker.phases.common import charge_dates, load_or_adopt_progress
 from chargeworker.phases.sending import Customer, Holdback, PageOutcome, PageSender
 from chargeworker.revio.models import RevioAccount
 
@@ -252,19 +251,11 @@ async def _plan_rows(ctx: Context, job: QueueJob, rows: list[ChargeRow]) -> list
         integration_names = await load_integration_names(connection, provider_ids)
     plans = []
     for row in rows:
-        if job.instance is not None:
-            period = (job.instance.billing_period_start, job.instance.billing_period_end)
-        elif row.billing_start_date and row.billing_end_date:
-            period = (row.billing_start_date, row.billing_end_date)
-        else:
+        dates = charge_dates(ctx, job.instance, row, integration_names)
+        if dates is None:
             plans.append(RowPlan(row, [], row_error=MISSING_BILLING_DATES))
             continue
-        start_date, end_date = billing_dates(
-            *period,
-            integration_names.get(row.service_provider_id or 0),
-            bill_in_advance=row.is_bill_in_advance,
-            names=ctx.integration_names,
-        )
+        start_date, end_date = dates
         if job.instance is None:
             plans.append(plan_file_row(row, start_date=start_date, end_date=end_date))
         else:
@@ -309,16 +300,16 @@ async def _schedule_or_give_up(
 ) -> None:
     """Send the page again for its held lines, or fail them when their time is up."""
     settings = ctx.settings
-    held = {
+    held_lines = {
         reason: [line for line in lines if outcome.holdbacks.get(line.id) == reason]
         for reason in Holdback
     }
     retry_count = message.retry_count
     delay_s = 0.0
 
-    if held[Holdback.RETRY]:
+    if held_lines[Holdback.RETRY]:
         if message.retry_count >= settings.max_page_retries:
-            await _give_up(ctx, held[Holdback.RETRY], attempts=message.retry_count + 1)
+            await _give_up(ctx, held_lines[Holdback.RETRY], attempts=message.retry_count + 1)
         else:
             retry_count += 1
             delay_s = min(
@@ -326,7 +317,7 @@ async def _schedule_or_give_up(
             )
 
     deferred_since = None
-    if held[Holdback.DEFER]:
+    if held_lines[Holdback.DEFER]:
         deferred_since = await _deferral_start(ctx, job.target, message.page_number)
         waited_s = (ctx.clock.now() - deferred_since).total_seconds()
         if waited_s >= settings.deferral_limit_s:
@@ -334,12 +325,12 @@ async def _schedule_or_give_up(
                 f"Rev.io refused the requests for {waited_s / 3600:.1f} h "
                 "(rate limit or credentials)"
             )
-            await _give_up(ctx, held[Holdback.DEFER], reason=reason)
+            await _give_up(ctx, held_lines[Holdback.DEFER], reason=reason)
             deferred_since = None
         else:
             delay_s = max(delay_s, outcome.retry_after_s or 0.0, settings.deferral_delay_s)
 
-    if held[Holdback.BUSY]:
+    if held_lines[Holdback.BUSY]:
         delay_s = max(delay_s, outcome.busy_for_s)
 
     still_open = any(line.state in (ledger.PENDING, ledger.SENDING) for line in lines)
@@ -355,7 +346,7 @@ async def _schedule_or_give_up(
         "create.page_retry_scheduled",
         retry_count=retry_count,
         delay_s=delay,
-        held={reason.value: len(items) for reason, items in held.items() if items},
+        held={reason.value: len(items) for reason, items in held_lines.items() if items},
     )
 
 

@@ -232,7 +232,7 @@ async def _missing_rows(
 def _charge_queue_row(
     kind: DeviceKind, queue_id: int, source: Any, account_number: str | None, now: datetime
 ) -> dict[str, Any]:
-    # Amounts are rounded once, here, so DeviceCharge = rate + overage holds exactly.
+    # Amounts are rounded once, here, so DeviceCharge = rate + overage is exact.
     rate = round_money(source["RateChargeAmt"])
     overage = round_money(source["OverageChargeAmt"])
     base_rate = source["BaseRateAmt"]

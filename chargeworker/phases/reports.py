@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chargeworker import metrics
 from chargeworker.charges.charge_list import ChargeListRow, render_charge_list
-from chargeworker.charges.dates import billing_dates, format_local_time, resolve_time_zone
+from chargeworker.charges.dates import format_local_time, resolve_time_zone
 from chargeworker.charges.emails import ErrorItem, build_error_notification, parse_recipients
 from chargeworker.charges.lines import ChargeRow
 from chargeworker.charges.workbooks import WorkbookRow
@@ -32,7 +32,7 @@ from chargeworker.db.reads import (
 from chargeworker.db.rows import load_all_rows
 from chargeworker.errors import PermanentError, TransientError
 from chargeworker.messages import Push, Target
-from chargeworker.phases.common import load_or_adopt_progress
+from chargeworker.phases.common import charge_dates, load_or_adopt_progress
 
 log = structlog.get_logger()
 
@@ -71,10 +71,6 @@ class Report:
     @property
     def error_count(self) -> int:
         return sum(1 for row in self.rows if row.has_errors or not row.is_processed)
-
-    @property
-    def billing_period_start(self) -> date | None:
-        return self.instance.billing_period_start if self.instance else None
 
     @property
     def billing_period_end(self) -> date | None:
@@ -215,19 +211,8 @@ def _period_as_sent(
 ) -> tuple[date | None, date | None]:
     if line is not None and line.start_date and line.end_date:
         return (line.start_date, line.end_date)
-    if instance is not None:
-        start, end = instance.billing_period_start, instance.billing_period_end
-    elif row.billing_start_date and row.billing_end_date:
-        start, end = row.billing_start_date, row.billing_end_date
-    else:
-        return (row.billing_start_date, row.billing_end_date)
-    return billing_dates(
-        start,
-        end,
-        integration_names.get(row.service_provider_id or 0),
-        bill_in_advance=row.is_bill_in_advance,
-        names=ctx.integration_names,
-    )
+    dates = charge_dates(ctx, instance, row, integration_names)
+    return dates if dates is not None else (row.billing_start_date, row.billing_end_date)
 
 
 # --- emails --------------------------------------------------------------------------

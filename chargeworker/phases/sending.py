@@ -1,8 +1,8 @@
 """Send one page's charge lines to Rev.io, settling in-doubt lines first.
 
-Every POST is preceded by a committed `sending` ledger state; after the POST
-the ledger update is shielded from cancellation, so a shutdown between the two
-can only leave a line in doubt, which the next attempt settles by listing the
+Every POST is preceded by a committed `sending` ledger state, and the ledger
+update after it is shielded from cancellation. A shutdown between the two can
+only leave a line in doubt. The next attempt settles such a line by listing the
 customer's charges before anything is sent again.
 """
 
@@ -40,7 +40,7 @@ LOCAL_TIME_SLACK = timedelta(days=1)
 
 
 class Holdback(enum.Enum):
-    """Why a line is not final after this attempt."""
+    """Reason a line is not final after this attempt."""
 
     RETRY = "retry"  # a transient failure or an unsettled doubt: counts against RetryCount
     DEFER = "defer"  # rate limit or refused credentials: waits without counting
@@ -169,16 +169,16 @@ class PageSender:
             return
 
         async with self.ctx.engine.connect() as connection:
-            taken = await ledger.charge_ids_in_use(
+            claimed_ids = await ledger.charge_ids_in_use(
                 connection,
                 self.account.integration_authentication_id,
                 {charge.charge_id for charge in listed},
             )
         for line in lines:
-            match = _find_match(line, listed, taken)
+            match = _find_match(line, listed, claimed_ids)
             await self._record_settlement(line, match)
             if match is not None:
-                taken.add(match.charge_id)
+                claimed_ids.add(match.charge_id)
 
     async def _record_settlement(self, line: LedgerLine, match: RevioCharge | None) -> None:
         now = self.ctx.clock.now()
@@ -250,13 +250,7 @@ class PageSender:
         for line in lines:
             number = numbers[line.row_key]
             if number not in found:
-                try:
-                    found[number] = await self.ctx.revio.find_services_by_number(
-                        self.account, number
-                    )
-                except RevioError as exc:
-                    log.warning("revio.number_lookup_failed", number=number, error=str(exc))
-                    found[number] = exc
+                found[number] = await self._services_by_number(number)
             services = found[number]
             if isinstance(services, RevioError):
                 self._hold_for_error([line], services)
@@ -273,6 +267,14 @@ class PageSender:
             resolved[line.id] = Service(best.service_id, best.customer_id)
         return resolved
 
+    async def _services_by_number(self, number: str) -> list[RevioService] | RevioError:
+        """Find a number's services across the account, or return why Rev.io could not say."""
+        try:
+            return await self.ctx.revio.find_services_by_number(self.account, number)
+        except RevioError as exc:
+            log.warning("revio.number_lookup_failed", number=number, error=str(exc))
+            return exc
+
     async def _fail_or_hold(self, line: LedgerLine, reason: str | RevioError) -> None:
         if isinstance(reason, RevioError):
             self._hold_for_error([line], reason)
@@ -285,11 +287,9 @@ class PageSender:
         """Say why a number has no usable service, or return the error that prevented asking."""
         if any(service.number == number for service in customer_services):
             return f"no active Rev.io service for number {number}"
-        try:
-            elsewhere = await self.ctx.revio.find_services_by_number(self.account, number)
-        except RevioError as exc:
-            log.warning("revio.number_lookup_failed", number=number, error=str(exc))
-            return exc
+        elsewhere = await self._services_by_number(number)
+        if isinstance(elsewhere, RevioError):
+            return elsewhere
         if any(service.customer_id != customer_id for service in elsewhere):
             return f"number {number} belongs to another Rev.io customer"
         return f"no active Rev.io service for number {number}"
@@ -452,10 +452,12 @@ def _usable_services(services: list[RevioService], customer: Customer) -> dict[s
     return usable
 
 
-def _find_match(line: LedgerLine, listed: list[RevioCharge], taken: set[int]) -> RevioCharge | None:
+def _find_match(
+    line: LedgerLine, listed: list[RevioCharge], claimed_ids: set[int]
+) -> RevioCharge | None:
     """Find the listed charge that an in-doubt line created, if Rev.io shows one."""
     for charge in listed:
-        if charge.charge_id in taken:
+        if charge.charge_id in claimed_ids:
             continue
         if (
             charge.service_id == line.service_id
